@@ -1,0 +1,230 @@
+// Package sqlite is Buzzer's embedded engine package (modernc.org/sqlite, pure
+// Go, WAL): the default store of `buzzer serve`, so a newcomer needs nothing
+// but Go. It applies the embedded migrations, runs every state change in an
+// IMMEDIATE transaction (SQLite serializes writers, so every transaction is
+// serializable) with the shared retry mechanism, and implements the domain
+// stores. Errors are translated by SQLite result code only.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	msqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/buzzer-bet/buzzer"
+	"github.com/buzzer-bet/buzzer/internal/migrate"
+	"github.com/buzzer-bet/buzzer/internal/txretry"
+)
+
+//go:embed migrations
+var migrationsFS embed.FS
+
+// Config configures the embedded store. Path is a file path; the sqlite://
+// prefix of --store is stripped by cmd.
+type Config struct {
+	Path        string         `yaml:"path"`
+	BusyTimeout time.Duration  `yaml:"busy_timeout"`
+	MaxConns    int            `yaml:"max_conns"`
+	Retry       txretry.Policy `yaml:"retry"`
+}
+
+// DefaultConfig returns safe defaults; Path must still be set.
+func DefaultConfig() Config {
+	return Config{BusyTimeout: 5 * time.Second, MaxConns: 8, Retry: txretry.DefaultPolicy()}
+}
+
+// Validate names the bad field.
+func (c Config) Validate() error {
+	if c.Path == "" {
+		return buzzer.Errorf(buzzer.EINVALID, "store path must be set")
+	}
+	if c.BusyTimeout < 0 {
+		return buzzer.Errorf(buzzer.EINVALID, "store busy_timeout must be >= 0")
+	}
+	if c.MaxConns < 1 || c.MaxConns > 256 {
+		return buzzer.Errorf(buzzer.EINVALID, "store max_conns must be 1..256, got %d", c.MaxConns)
+	}
+	return c.Retry.Validate()
+}
+
+// DB is an open SQLite database with the retrying transaction helper.
+type DB struct {
+	SQL     *sql.DB
+	Path    string
+	retry   txretry.Policy
+	retries atomic.Int64
+}
+
+// Open opens (creating if needed) the database file with WAL, full fsync on
+// commit, foreign keys, and IMMEDIATE transactions.
+func Open(ctx context.Context, cfg Config) (*DB, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if dir := filepath.Dir(cfg.Path); dir != "" {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, buzzer.Wrap(err, buzzer.EUNAVAILABLE, "cannot create the store directory")
+		}
+	}
+	q := url.Values{}
+	q.Add("_pragma", "journal_mode(WAL)")
+	// synchronous(FULL): an acknowledged commit survives power loss in WAL mode.
+	q.Add("_pragma", "synchronous(FULL)")
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", cfg.BusyTimeout.Milliseconds()))
+	q.Set("_txlock", "immediate")
+	q.Set("_time_format", "sqlite")
+	db, err := sql.Open("sqlite", "file:"+cfg.Path+"?"+q.Encode())
+	if err != nil {
+		return nil, buzzer.Wrap(err, buzzer.EUNAVAILABLE, "cannot open the SQLite store")
+	}
+	db.SetMaxOpenConns(cfg.MaxConns)
+	db.SetMaxIdleConns(cfg.MaxConns)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, buzzer.Wrap(err, buzzer.EUNAVAILABLE, "cannot open the SQLite store")
+	}
+	return &DB{SQL: db, Path: cfg.Path, retry: cfg.Retry}, nil
+}
+
+// Close closes the database.
+func (db *DB) Close() error { return db.SQL.Close() }
+
+// Ping checks the store answers within ctx.
+func (db *DB) Ping(ctx context.Context) error {
+	if err := db.SQL.PingContext(ctx); err != nil {
+		return buzzer.Wrap(err, buzzer.EUNAVAILABLE, "the store is not reachable")
+	}
+	return nil
+}
+
+// Retries reports how many transaction attempts were retried since Open.
+func (db *DB) Retries() int64 { return db.retries.Load() }
+
+// InTx runs fn in an IMMEDIATE transaction (the write lock is taken at BEGIN,
+// so two writers never deadlock upgrading a read lock) and commits it,
+// retrying SQLITE_BUSY/SQLITE_LOCKED with the shared backoff. fn must do all
+// its reads and writes through tx and keep no side effects outside it.
+func (db *DB) InTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	obs := func(int, error) { db.retries.Add(1) }
+	return txretry.Do(ctx, db.retry, IsRetryable, obs, func(int) error {
+		tx, err := db.SQL.BeginTx(ctx, nil)
+		if err != nil {
+			return translateErr(err)
+		}
+		if err := fn(tx); err != nil {
+			_ = tx.Rollback()
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			_ = tx.Rollback()
+			return translateErr(err)
+		}
+		return nil
+	})
+}
+
+// Code returns the primary SQLite result code of err, or 0.
+func Code(err error) int {
+	var se *msqlite.Error
+	if errors.As(err, &se) {
+		return se.Code() & 0xff
+	}
+	return 0
+}
+
+// IsRetryable reports whether err is a busy or locked database, which a rerun
+// of the whole transaction may get past.
+func IsRetryable(err error) bool {
+	switch Code(err) {
+	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+		return true
+	default:
+		return false
+	}
+}
+
+// IsUniqueViolation reports whether err is a UNIQUE or PRIMARY KEY constraint
+// failure (SQLITE_CONSTRAINT_UNIQUE / _PRIMARYKEY extended codes).
+func IsUniqueViolation(err error) bool {
+	var se *msqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.Code() {
+	case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+		return true
+	default:
+		return false
+	}
+}
+
+func translateErr(err error) error {
+	if IsRetryable(err) {
+		return err
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return buzzer.Wrap(err, buzzer.ETIMEOUT, "The store did not answer in time.")
+	}
+	return buzzer.Wrap(err, buzzer.EUNAVAILABLE, "The store is not available.")
+}
+
+// Migrate applies every embedded migration not yet applied, each in its own
+// transaction with its bookkeeping row.
+func (db *DB) Migrate(ctx context.Context) error {
+	ms, err := migrate.Load(migrationsFS, "migrations", false)
+	if err != nil {
+		return buzzer.Wrap(err, buzzer.EINTERNAL, "embedded migrations are broken")
+	}
+	if _, err := db.SQL.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		component  TEXT NOT NULL,
+		version    INTEGER NOT NULL,
+		name       TEXT NOT NULL,
+		applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+		PRIMARY KEY (component, version))`); err != nil {
+		return buzzer.Wrap(err, buzzer.EUNAVAILABLE, "cannot create schema_migrations")
+	}
+	for _, m := range ms {
+		err := db.InTx(ctx, func(tx *sql.Tx) error {
+			var n int
+			if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM schema_migrations WHERE component=$1 AND version=$2",
+				m.Component, m.Version).Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				return nil
+			}
+			if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+				return fmt.Errorf("apply %s: %w", m.ID(), err)
+			}
+			_, err := tx.ExecContext(ctx, "INSERT INTO schema_migrations (component, version, name) VALUES ($1,$2,$3)",
+				m.Component, m.Version, m.Name)
+			return err
+		})
+		if err != nil {
+			return buzzer.Wrap(err, buzzer.EUNAVAILABLE, "migration %s failed", m.ID())
+		}
+	}
+	return nil
+}
+
+// PathFromURL turns "sqlite://PATH" (or "sqlite:PATH") into PATH.
+func PathFromURL(u string) (string, bool) {
+	for _, p := range []string{"sqlite://", "sqlite:"} {
+		if strings.HasPrefix(u, p) {
+			return strings.TrimPrefix(u, p), true
+		}
+	}
+	return "", false
+}
