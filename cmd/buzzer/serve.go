@@ -1,0 +1,241 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/buzzer-bet/buzzer"
+	"github.com/buzzer-bet/buzzer/auth"
+	"github.com/buzzer-bet/buzzer/httpapi"
+	"github.com/buzzer-bet/buzzer/nats"
+	"github.com/buzzer-bet/buzzer/postgres"
+	"github.com/buzzer-bet/buzzer/sqlite"
+)
+
+func newLogger(cfg LogConfig, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// store is the node's SQL store: exactly one of pg and lite is set.
+type store struct {
+	pg   *postgres.DB
+	lite *sqlite.DB
+}
+
+func openStore(ctx context.Context, cfg *Config) (*store, error) {
+	if _, ok := sqlite.PathFromURL(cfg.Store); ok {
+		db, err := sqlite.Open(ctx, cfg.SQLite)
+		if err != nil {
+			return nil, err
+		}
+		return &store{lite: db}, nil
+	}
+	db, err := postgres.Open(ctx, cfg.Postgres)
+	if err != nil {
+		return nil, err
+	}
+	return &store{pg: db}, nil
+}
+
+func (s *store) migrate(ctx context.Context) error {
+	if s.pg != nil {
+		return s.pg.Migrate(ctx)
+	}
+	return s.lite.Migrate(ctx)
+}
+
+func (s *store) ping(ctx context.Context) error {
+	if s.pg != nil {
+		return s.pg.Ping(ctx)
+	}
+	return s.lite.Ping(ctx)
+}
+
+func (s *store) retries() int64 {
+	if s.pg != nil {
+		return s.pg.Retries()
+	}
+	return s.lite.Retries()
+}
+
+func (s *store) close() {
+	if s.pg != nil {
+		s.pg.Close()
+	} else {
+		s.lite.Close()
+	}
+}
+
+// node is every part of a `serve` process, built and wired by hand.
+type node struct {
+	cfg    *Config
+	log    *slog.Logger
+	reg    *prometheus.Registry
+	store  *store
+	nats   *nats.Conn
+	http   *httpapi.Server
+	player *auth.Verifier
+	admin  *auth.Verifier
+	// closers run in reverse order at shutdown, after the listeners drained.
+	closers []func()
+}
+
+func (n *node) onClose(f func()) { n.closers = append(n.closers, f) }
+
+// buildNode opens the engines and builds every part. On error everything
+// already opened is closed.
+func buildNode(ctx context.Context, cfg *Config, log *slog.Logger) (_ *node, err error) {
+	n := &node{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
+	defer func() {
+		if err != nil {
+			n.close()
+		}
+	}()
+	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, buzzer.Wrap(err, buzzer.EUNAVAILABLE, "cannot create data dir %s", cfg.DataDir)
+	}
+
+	n.store, err = openStore(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	n.onClose(n.store.close)
+	if err := n.store.migrate(ctx); err != nil {
+		return nil, err
+	}
+	n.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "buzzer_store_tx_retries_total",
+		Help: "Transaction attempts retried after a serialization failure or busy store.",
+	}, func() float64 { return float64(n.store.retries()) }))
+
+	n.nats, err = nats.Start(ctx, cfg.NATS, log)
+	if err != nil {
+		return nil, err
+	}
+	n.onClose(n.nats.Close)
+
+	playerCfg, adminCfg := cfg.Auth.Player, cfg.Auth.Admin
+	if cfg.Dev {
+		keys, err := auth.LoadOrCreateDevKeys(cfg.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		playerCfg, adminCfg = auth.DevPlayerConfig(keys), auth.DevAdminConfig(keys)
+		log.Warn("dev mode: trusting signing keys in the data dir; never run production like this", "data_dir", cfg.DataDir)
+	}
+	if n.player, err = auth.NewVerifier(playerCfg, buzzer.SystemClock{}, nil); err != nil {
+		return nil, err
+	}
+	n.onClose(n.player.Close)
+	if n.admin, err = auth.NewVerifier(adminCfg, buzzer.SystemClock{}, nil); err != nil {
+		return nil, err
+	}
+	n.onClose(n.admin.Close)
+
+	n.http, err = httpapi.New(cfg.HTTP, log, n.player, n.admin, n.reg)
+	if err != nil {
+		return nil, err
+	}
+	n.http.AddReadyCheck("store", n.store.ping)
+	n.http.AddReadyCheck("nats", n.nats.Ping)
+	return n, nil
+}
+
+// warm runs before readiness: pools are connected, keys loaded, streams up.
+func (n *node) warm(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for name, f := range map[string]func(context.Context) error{
+		"store": n.store.ping, "nats": n.nats.Ping, "player keys": n.player.Warm, "admin keys": n.admin.Warm,
+	} {
+		if err := f(ctx); err != nil {
+			return fmt.Errorf("warm-up %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func (n *node) close() {
+	for i := len(n.closers) - 1; i >= 0; i-- {
+		n.closers[i]()
+	}
+	n.closers = nil
+}
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cf := newConfigFlags("serve", stderr)
+	cfg, err := cf.parse(args)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.Log, stderr)
+	n, err := buildNode(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer n.close()
+	if err := n.http.Listen(); err != nil {
+		return err
+	}
+	n.http.Serve()
+	player, admin := n.http.Addrs()
+	log.Info("listening", "player", player, "admin", admin, "store", maskValue(cfg.Store), "data_dir", cfg.DataDir)
+	if err := n.warm(ctx); err != nil {
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.HTTP.DrainTimeout)
+		defer cancel()
+		_ = n.http.Shutdown(shutdownCtx)
+		return err
+	}
+	n.http.SetReady(true)
+	log.Info("ready")
+	fmt.Fprintf(stdout, "buzzer serving players on http://%s and operators on http://%s\n", player, admin)
+
+	<-ctx.Done()
+	log.Info("shutting down: draining in-flight requests", "deadline", cfg.HTTP.DrainTimeout.String())
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.HTTP.DrainTimeout)
+	defer cancel()
+	if err := n.http.Shutdown(shutdownCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		log.Error("shutdown", "err", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cf := newConfigFlags("migrate", stderr)
+	cfg, err := cf.parse(args)
+	if err != nil {
+		return err
+	}
+	if p, ok := sqlite.PathFromURL(cfg.Store); ok {
+		if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
+			return err
+		}
+	}
+	s, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	if err := s.migrate(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "migrated %s\n", maskValue(cfg.Store))
+	return nil
+}
