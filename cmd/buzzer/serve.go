@@ -147,6 +147,9 @@ func buildNode(ctx context.Context, cfg *Config, log *slog.Logger) (_ *node, err
 		return nil, err
 	}
 	n.onClose(n.admin.Close)
+	for name, v := range map[string]*auth.Verifier{"player": n.player, "admin": n.admin} {
+		n.registerAuthMetrics(name, v)
+	}
 
 	n.http, err = httpapi.New(cfg.HTTP, log, n.player, n.admin, n.reg)
 	if err != nil {
@@ -155,6 +158,21 @@ func buildNode(ctx context.Context, cfg *Config, log *slog.Logger) (_ *node, err
 	n.http.AddReadyCheck("store", n.store.ping)
 	n.http.AddReadyCheck("nats", n.nats.Ping)
 	return n, nil
+}
+
+func (n *node) registerAuthMetrics(name string, v *auth.Verifier) {
+	labels := prometheus.Labels{"verifier": name}
+	stat := func(f func(auth.Stats) float64) func() float64 { return func() float64 { return f(v.Stats()) } }
+	n.reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "buzzer_auth_cache_hits_total", Help: "Tokens answered from the verified-token cache.", ConstLabels: labels},
+			stat(func(s auth.Stats) float64 { return float64(s.CacheHits) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "buzzer_auth_jwks_fetches_total", Help: "JWKS fetches.", ConstLabels: labels},
+			stat(func(s auth.Stats) float64 { return float64(s.Fetches) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "buzzer_auth_jwks_fetch_failures_total", Help: "JWKS fetches that failed.", ConstLabels: labels},
+			stat(func(s auth.Stats) float64 { return float64(s.FetchFailures) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "buzzer_auth_keys_age_seconds", Help: "Age of the key set in use.", ConstLabels: labels},
+			stat(func(s auth.Stats) float64 { return s.KeysAge.Seconds() })),
+	)
 }
 
 // warm runs before readiness: pools are connected, keys loaded, streams up.
