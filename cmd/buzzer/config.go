@@ -31,13 +31,28 @@ type Config struct {
 	Store string `yaml:"store" secret:"true"`
 	// Dev mode creates signing keys in the data dir and trusts them; it must be
 	// off in production, where auth.player and auth.admin name real JWKS.
-	Dev      bool            `yaml:"dev"`
-	Log      LogConfig       `yaml:"log"`
-	HTTP     httpapi.Config  `yaml:"http"`
-	NATS     nats.Config     `yaml:"nats"`
-	Postgres postgres.Config `yaml:"postgres"`
-	SQLite   sqlite.Config   `yaml:"sqlite"`
-	Auth     AuthConfig      `yaml:"auth"`
+	Dev bool `yaml:"dev"`
+	// Jurisdiction is the regulated jurisdiction this node's stores serve.
+	Jurisdiction string          `yaml:"jurisdiction"`
+	Log          LogConfig       `yaml:"log"`
+	HTTP         httpapi.Config  `yaml:"http"`
+	NATS         nats.Config     `yaml:"nats"`
+	Postgres     postgres.Config `yaml:"postgres"`
+	SQLite       sqlite.Config   `yaml:"sqlite"`
+	Auth         AuthConfig      `yaml:"auth"`
+	RNG          RNGConfig       `yaml:"rng"`
+}
+
+// RNGConfig configures the RNG service and its signed log.
+type RNGConfig struct {
+	// Origin names the log in every checkpoint; default
+	// "buzzer.local/rng/<jurisdiction>".
+	Origin string `yaml:"origin"`
+	// KeyFile holds the checkpoint signing key; default DATA_DIR/keys/rng.key.
+	KeyFile            string        `yaml:"key_file"`
+	MaxBatch           int           `yaml:"max_batch"`
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+	CheckpointEvery    int64         `yaml:"checkpoint_every"`
 }
 
 // LogConfig configures structured logs.
@@ -56,14 +71,16 @@ type AuthConfig struct {
 // DefaultConfig is what `buzzer serve` runs with when nothing is set.
 func DefaultConfig() Config {
 	return Config{
-		DataDir:  "./data",
-		Dev:      true,
-		Log:      LogConfig{Level: "info", Format: "json"},
-		HTTP:     httpapi.DefaultConfig(),
-		NATS:     nats.DefaultConfig(),
-		Postgres: postgres.DefaultConfig(),
-		SQLite:   sqlite.DefaultConfig(),
-		Auth:     AuthConfig{Player: auth.DefaultConfig(), Admin: auth.DefaultConfig()},
+		DataDir:      "./data",
+		Dev:          true,
+		Jurisdiction: "NJ",
+		RNG:          RNGConfig{MaxBatch: 256, CheckpointInterval: time.Second, CheckpointEvery: 1000},
+		Log:          LogConfig{Level: "info", Format: "json"},
+		HTTP:         httpapi.DefaultConfig(),
+		NATS:         nats.DefaultConfig(),
+		Postgres:     postgres.DefaultConfig(),
+		SQLite:       sqlite.DefaultConfig(),
+		Auth:         AuthConfig{Player: auth.DefaultConfig(), Admin: auth.DefaultConfig()},
 	}
 }
 
@@ -74,6 +91,12 @@ func (c *Config) resolve() {
 	}
 	if c.NATS.URL == "" && c.NATS.StoreDir == "" {
 		c.NATS.StoreDir = filepath.Join(c.DataDir, "nats")
+	}
+	if c.RNG.Origin == "" {
+		c.RNG.Origin = "buzzer.local/rng/" + c.Jurisdiction
+	}
+	if c.RNG.KeyFile == "" {
+		c.RNG.KeyFile = filepath.Join(c.DataDir, "keys", "rng.key")
 	}
 	if p, ok := sqlite.PathFromURL(c.Store); ok {
 		c.SQLite.Path = p
@@ -86,6 +109,15 @@ func (c *Config) resolve() {
 func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		return buzzer.Errorf(buzzer.EINVALID, "data_dir must be set")
+	}
+	if !validJurisdiction(c.Jurisdiction) {
+		return buzzer.Errorf(buzzer.EINVALID, "jurisdiction must be 2..8 upper-case letters or digits, got %q", c.Jurisdiction)
+	}
+	if c.RNG.MaxBatch < 1 || c.RNG.MaxBatch > 10000 {
+		return buzzer.Errorf(buzzer.EINVALID, "rng.max_batch must be 1..10000, got %d", c.RNG.MaxBatch)
+	}
+	if c.RNG.CheckpointInterval <= 0 || c.RNG.CheckpointEvery < 1 {
+		return buzzer.Errorf(buzzer.EINVALID, "rng.checkpoint_interval and rng.checkpoint_every must be > 0")
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
@@ -119,6 +151,18 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+func validJurisdiction(j string) bool {
+	if len(j) < 2 || len(j) > 8 {
+		return false
+	}
+	for _, r := range j {
+		if !(r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
 // configFlags binds the common flags of serve, migrate and config print.
 // Precedence: defaults < --config YAML file < BUZZER_* environment < flags.
 type configFlags struct {
@@ -141,6 +185,7 @@ func (cf *configFlags) bind() {
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for embedded data, dev keys and archives")
 	fs.StringVar(&c.Store, "store", c.Store, "store URL: sqlite://PATH (default DATA_DIR/buzzer.db) or postgres://...")
 	fs.BoolVar(&c.Dev, "dev", c.Dev, "dev mode: create and trust signing keys in the data dir")
+	fs.StringVar(&c.Jurisdiction, "jurisdiction", c.Jurisdiction, "jurisdiction this node's regulated stores serve (e.g. NJ, PA)")
 	fs.StringVar(&c.HTTP.HTTPAddr, "http-addr", c.HTTP.HTTPAddr, "player listener address")
 	fs.StringVar(&c.HTTP.AdminAddr, "admin-addr", c.HTTP.AdminAddr, "admin listener address (metrics, pprof, operator API)")
 	fs.DurationVar(&c.HTTP.DrainTimeout, "drain-timeout", c.HTTP.DrainTimeout, "how long shutdown waits for in-flight requests")

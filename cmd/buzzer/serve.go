@@ -18,6 +18,7 @@ import (
 	"github.com/buzzer-bet/buzzer/httpapi"
 	"github.com/buzzer-bet/buzzer/nats"
 	"github.com/buzzer-bet/buzzer/postgres"
+	"github.com/buzzer-bet/buzzer/rng"
 	"github.com/buzzer-bet/buzzer/sqlite"
 )
 
@@ -91,6 +92,7 @@ type node struct {
 	http   *httpapi.Server
 	player *auth.Verifier
 	admin  *auth.Verifier
+	rng    *rng.Service
 	// closers run in reverse order at shutdown, after the listeners drained.
 	closers []func()
 }
@@ -155,6 +157,12 @@ func buildNode(ctx context.Context, cfg *Config, log *slog.Logger) (_ *node, err
 	if err != nil {
 		return nil, err
 	}
+
+	if n.rng, err = openRNG(ctx, cfg, n.store, log, n.reg); err != nil {
+		return nil, err
+	}
+	n.onClose(func() { _ = n.rng.Close() })
+	n.http.MountRNG(n.rng)
 	n.http.AddReadyCheck("store", n.store.ping)
 	n.http.AddReadyCheck("nats", n.nats.Ping)
 	return n, nil
@@ -173,6 +181,25 @@ func (n *node) registerAuthMetrics(name string, v *auth.Verifier) {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "buzzer_auth_keys_age_seconds", Help: "Age of the key set in use.", ConstLabels: labels},
 			stat(func(s auth.Stats) float64 { return s.KeysAge.Seconds() })),
 	)
+}
+
+// openRNG starts the RNG service on the node's store with its signing key.
+func openRNG(ctx context.Context, cfg *Config, s *store, log *slog.Logger, reg prometheus.Registerer) (*rng.Service, error) {
+	signer, err := rng.LoadOrCreateKeyFile(cfg.RNG.KeyFile, cfg.RNG.Origin)
+	if err != nil {
+		return nil, err
+	}
+	var st rng.Store
+	if s.pg != nil {
+		st = postgres.NewRNGStore(s.pg)
+	} else {
+		st = sqlite.NewRNGStore(s.lite)
+	}
+	return rng.NewService(ctx, st, signer, rng.Config{
+		Origin: cfg.RNG.Origin, Jurisdiction: cfg.Jurisdiction, MaxBatch: cfg.RNG.MaxBatch,
+		CheckpointInterval: cfg.RNG.CheckpointInterval, CheckpointEvery: cfg.RNG.CheckpointEvery,
+		Logger: log, Registerer: reg,
+	})
 }
 
 // warm runs before readiness: pools are connected, keys loaded, streams up.
