@@ -1,0 +1,318 @@
+package table_test
+
+import (
+	"context"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/buzzer-bet/buzzer"
+	"github.com/buzzer-bet/buzzer/table"
+)
+
+func sit(t *testing.T, svc *table.Service, id, player string, seat int) table.View {
+	t.Helper()
+	v, err := svc.Sit(context.Background(), id, player, seat)
+	if err != nil {
+		t.Fatalf("sit %s at %d: %v", player, seat, err)
+	}
+	return v
+}
+
+// checkLog verifies the log is numbered 1..n, that folding it gives the
+// stored snapshot, and returns it.
+func checkLog(t *testing.T, svc *table.Service, id string) []table.Event {
+	t.Helper()
+	evs := allEvents(t, svc, id)
+	for i, e := range evs {
+		if e.Seq != int64(i+1) || e.Table != id {
+			t.Fatalf("event %d: seq %d table %s", i, e.Seq, e.Table)
+		}
+	}
+	snap, err := svc.Snapshot(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := mustJSON(t, fold(t, id, evs)), mustJSON(t, snap); got != want {
+		t.Fatalf("folded events:\n%s\nsnapshot:\n%s", got, want)
+	}
+	return evs
+}
+
+// TestRoundsSettleMoney plays many rounds at a two-seat table and checks that
+// each player's wallet moved by exactly the table's settlement, that every
+// stake and payout happened once, and that the log folds to the snapshot.
+func TestRoundsSettleMoney(t *testing.T) {
+	r := newRig(1)
+	svc := r.service(t, "n1")
+	tc := table.DefaultTableConfig()
+	ctx := context.Background()
+	if err := svc.Open(ctx, "bj1", tc); err != nil {
+		t.Fatal(err)
+	}
+	players := map[string]int{"alice": 2, "bob": 5}
+	for p, seat := range players {
+		r.wallet.fund(p, 1_000_000)
+		sit(t, svc, "bj1", p, seat)
+	}
+	rng := rand.New(rand.NewPCG(7, 7))
+	for i := 0; i < 60; i++ {
+		playRound(t, svc, r.clock, "bj1", tc, rng, 6)
+	}
+	evs := checkLog(t, svc, "bj1")
+	// What each seat put at risk in a round (bets, doubles, splits,
+	// insurance) is in its view just before settlement; what came back is in
+	// the settlement.
+	wagered, returned := map[int]buzzer.Amount{}, map[int]buzzer.Amount{}
+	rounds := 0
+	v := table.View{Table: "bj1", Round: 1, Phase: table.TableBetting}
+	for _, e := range evs {
+		if e.Kind == table.EventSettled {
+			rounds++
+			for _, s := range v.Seats {
+				wagered[s.Seat] += s.Insurance
+				for _, h := range s.Hands {
+					wagered[s.Seat] += h.Stake
+				}
+			}
+			for _, sr := range e.Results {
+				returned[sr.Seat] += sr.InsuranceReturn
+				for _, h := range sr.Hands {
+					returned[sr.Seat] += h.Return
+				}
+			}
+		}
+		if err := v.Apply(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rounds != 60 {
+		t.Fatalf("%d rounds settled, want 60", rounds)
+	}
+	for p, seat := range players {
+		want := 1_000_000 - wagered[seat] + returned[seat]
+		if got := r.wallet.bal(p); got != want {
+			t.Errorf("%s: wallet %d, table says %d (wagered %d, returned %d)", p, got, want, wagered[seat], returned[seat])
+		}
+	}
+	if r.wallet.debits < 120 || r.wallet.credits == 0 {
+		t.Fatalf("debits %d credits %d", r.wallet.debits, r.wallet.credits)
+	}
+}
+
+func TestTimeoutsStandAndDeclineInsurance(t *testing.T) {
+	r := newRig(3)
+	svc := r.service(t, "n1")
+	tc := table.DefaultTableConfig()
+	ctx := context.Background()
+	if err := svc.Open(ctx, "bj", tc); err != nil {
+		t.Fatal(err)
+	}
+	r.wallet.fund("p", 1_000_000)
+	sit(t, svc, "bj", "p", 1)
+	sawInsurance := false
+	for round := 0; round < 40; round++ {
+		// Every decision times out.
+		if _, err := svc.Act(ctx, "bj", table.Request{Player: "p", Seat: 1, Action: table.PlaceBet, Amount: 200}); err != nil {
+			t.Fatal(err)
+		}
+		wait(t, svc, r.clock, tc.BettingWindow)
+		for {
+			v, _ := svc.Snapshot(ctx, "bj")
+			if v.Turn == nil {
+				break
+			}
+			// Before the deadline, Tick changes nothing.
+			if err := svc.Tick(ctx, "bj"); err != nil {
+				t.Fatal(err)
+			}
+			if v2, _ := svc.Snapshot(ctx, "bj"); v2.Seq != v.Seq {
+				t.Fatal("tick before the deadline changed the table")
+			}
+			wait(t, svc, r.clock, tc.ActionTimeout)
+		}
+	}
+	for _, e := range checkLog(t, svc, "bj") {
+		if e.Kind != table.EventAction {
+			continue
+		}
+		if !e.Timeout {
+			t.Fatalf("action without a player decision not marked as timeout: %+v", e)
+		}
+		switch e.Action {
+		case table.Stand:
+		case table.NoInsurance:
+			sawInsurance = true
+		default:
+			t.Fatalf("timeout applied %v, want stand or no_insurance", e.Action)
+		}
+	}
+	if !sawInsurance {
+		t.Log("no insurance offered in these rounds")
+	}
+}
+
+func TestRequestsRefused(t *testing.T) {
+	r := newRig(5)
+	svc := r.service(t, "n1")
+	tc := table.DefaultTableConfig()
+	ctx := context.Background()
+	if err := svc.Open(ctx, "bj", tc); err != nil {
+		t.Fatal(err)
+	}
+	r.wallet.fund("a", 1000)
+	r.wallet.fund("b", 100_000)
+	sit(t, svc, "bj", "a", 1)
+	sit(t, svc, "bj", "b", 3)
+	code := func(err error) string { return buzzer.ErrorCode(err) + "/" + buzzer.ErrorReason(err) }
+	cases := []struct {
+		name string
+		do   func() error
+		want string
+	}{
+		{"seat taken", func() error { _, err := svc.Sit(ctx, "bj", "c", 1); return err }, "conflict/"},
+		{"seat out of range", func() error { _, err := svc.Sit(ctx, "bj", "c", 8); return err }, "invalid/"},
+		{"bet under the minimum", func() error {
+			_, err := svc.Act(ctx, "bj", table.Request{Player: "a", Seat: 1, Action: table.PlaceBet, Amount: 99})
+			return err
+		}, "invalid/"},
+		{"bet over the balance", func() error {
+			_, err := svc.Act(ctx, "bj", table.Request{Player: "a", Seat: 1, Action: table.PlaceBet, Amount: 5000})
+			return err
+		}, "conflict/"},
+		{"bet from someone else's seat", func() error {
+			_, err := svc.Act(ctx, "bj", table.Request{Player: "b", Seat: 1, Action: table.PlaceBet, Amount: 100})
+			return err
+		}, "not_found/"},
+		{"hit before the deal", func() error {
+			_, err := svc.Act(ctx, "bj", table.Request{Player: "a", Seat: 1, Action: table.Hit})
+			return err
+		}, "conflict/not_your_turn"},
+		{"stale round", func() error {
+			_, err := svc.Act(ctx, "bj", table.Request{Player: "a", Seat: 1, Round: 7, Action: table.PlaceBet, Amount: 100})
+			return err
+		}, "conflict/stale_seq"},
+		{"stale seq", func() error {
+			_, err := svc.Act(ctx, "bj", table.Request{Player: "a", Seat: 1, Seq: 1, Action: table.PlaceBet, Amount: 100})
+			return err
+		}, "conflict/stale_seq"},
+		{"unknown table", func() error { _, err := svc.Sit(ctx, "nope", "a", 1); return err }, "unavailable/not_owner"},
+	}
+	for _, c := range cases {
+		before, _ := svc.Snapshot(ctx, "bj")
+		if got := code(c.do()); got != c.want {
+			t.Errorf("%s: %s, want %s", c.name, got, c.want)
+		}
+		if after, _ := svc.Snapshot(ctx, "bj"); after.Seq != before.Seq {
+			t.Errorf("%s: a refused request changed the table", c.name)
+		}
+	}
+	if r.wallet.bal("a") != 1000 {
+		t.Fatalf("refused requests moved money: %d", r.wallet.bal("a"))
+	}
+	// Out of turn once dealt.
+	for _, p := range []struct {
+		name string
+		seat int
+	}{{"a", 1}, {"b", 3}} {
+		if _, err := svc.Act(ctx, "bj", table.Request{Player: p.name, Seat: p.seat, Action: table.PlaceBet, Amount: 100}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wait(t, svc, r.clock, tc.BettingWindow)
+	v, _ := svc.Snapshot(ctx, "bj")
+	if v.Turn != nil {
+		other := 4 - v.Turn.Seat // seats 1 and 3
+		_, err := svc.Act(ctx, "bj", table.Request{Player: playerAt(v, other), Seat: other, Action: table.Stand})
+		if code(err) != "conflict/not_your_turn" {
+			t.Fatalf("out of turn: %v", err)
+		}
+		_, err = svc.Act(ctx, "bj", table.Request{Player: playerAt(v, v.Turn.Seat), Seat: v.Turn.Seat, Seq: v.Seq - 1, Action: table.Stand})
+		if code(err) != "conflict/stale_seq" {
+			t.Fatalf("stale seq: %v", err)
+		}
+	}
+}
+
+func TestSeatsJoinAndLeaveBetweenRounds(t *testing.T) {
+	r := newRig(9)
+	svc := r.service(t, "n1")
+	tc := table.DefaultTableConfig()
+	ctx := context.Background()
+	if err := svc.Open(ctx, "bj", tc); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"a", "b", "c"} {
+		r.wallet.fund(p, 100_000)
+	}
+	sit(t, svc, "bj", "a", 1)
+	// Bet until a round is dealt that needs decisions (one that settles at
+	// the deal, a natural, opens the next round at once).
+	var v table.View
+	for attempt := 0; ; attempt++ {
+		if attempt == 10 {
+			t.Fatal("no playable round dealt in 10 tries")
+		}
+		if _, err := svc.Act(ctx, "bj", table.Request{Player: "a", Seat: 1, Action: table.PlaceBet, Amount: 100}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := svc.Leave(ctx, "bj", "a", 1); buzzer.ErrorCode(err) != buzzer.ECONFLICT {
+			t.Fatalf("leaving with a bet placed: %v", err)
+		}
+		wait(t, svc, r.clock, tc.BettingWindow)
+		v, _ = svc.Snapshot(ctx, "bj")
+		if v.Phase != table.TableBetting {
+			break
+		}
+	}
+	round := v.Round
+	// Mid-round: b sits (plays next round), a asks to leave (leaves at the end).
+	sit(t, svc, "bj", "b", 4)
+	v, err := svc.Leave(ctx, "bj", "a", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := v.Seats[0]; s.Seat != 1 || !s.Leaving {
+		t.Fatalf("seat 1 not marked leaving: %+v", v.Seats)
+	}
+	if _, err := svc.Act(ctx, "bj", table.Request{Player: "b", Seat: 4, Action: table.Hit}); buzzer.ErrorReason(err) != table.ReasonNotYourTurn {
+		t.Fatalf("a seat taken mid-round acted: %v", err)
+	}
+	for v.Round == round {
+		wait(t, svc, r.clock, tc.ActionTimeout)
+		v, _ = svc.Snapshot(ctx, "bj")
+	}
+	if len(v.Seats) != 1 || v.Seats[0].Player != "b" {
+		t.Fatalf("after the round: %+v", v.Seats)
+	}
+	// b, who sat out that round, plays the next.
+	if _, err := svc.Act(ctx, "bj", table.Request{Player: "b", Seat: 4, Round: round + 1, Action: table.PlaceBet, Amount: 100}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Leave(ctx, "bj", "c", 4); buzzer.ErrorCode(err) != buzzer.ENOTFOUND {
+		t.Fatalf("someone else freed b's seat: %v", err)
+	}
+	checkLog(t, svc, "bj")
+}
+
+// BenchmarkRound measures one three-seat round (bets, deal, decisions,
+// settlement) through the service on the in-memory store.
+func BenchmarkRound(b *testing.B) {
+	r := newRig(21)
+	svc := r.service(b, "n1")
+	tc := table.DefaultTableConfig()
+	if err := svc.Open(context.Background(), "bj", tc); err != nil {
+		b.Fatal(err)
+	}
+	for seat := 1; seat <= 3; seat++ {
+		p := string(rune('a' + seat))
+		r.wallet.fund(p, 1<<40)
+		v, err := svc.Sit(context.Background(), "bj", p, seat)
+		if err != nil {
+			b.Fatal(err, v)
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for b.Loop() {
+		playRound(b, svc, r.clock, "bj", tc, rng, 0)
+	}
+}
