@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
 	"runtime"
@@ -30,14 +31,21 @@ type command struct {
 }
 
 func commands() map[string]command {
-	return map[string]command{
+	cmds := map[string]command{
 		"serve":           {"run every role in one process on embedded engines", runServe},
+		"edge":            {"run one jurisdiction's regulated services (serve with a required --jurisdiction)", runEdge},
 		"migrate":         {"apply the store's schema migrations and exit", runMigrate},
 		"version":         {"print the version", runVersion},
 		"config print":    {"print the effective configuration, secrets masked", runConfigPrint},
 		"dev token":       {"print a player token a dev-mode serve accepts", runDevToken},
 		"dev admin-token": {"print an admin token a dev-mode serve accepts", runDevAdminToken},
+		"bench bets":      {"place bets over HTTP with idempotency keys and re-sends; print throughput and latency", runBenchBets},
 	}
+	// Each part's commands live in its own file.
+	for _, set := range []map[string]command{} {
+		maps.Copy(cmds, set)
+	}
+	return cmds
 }
 
 func main() {

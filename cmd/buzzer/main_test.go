@@ -293,3 +293,11 @@ func TestVersionAndUnknownCommand(t *testing.T) {
 		t.Fatalf("unknown command: %v %s", err, errb.String())
 	}
 }
+
+func TestEdgeNeedsAJurisdiction(t *testing.T) {
+	var out, errb bytes.Buffer
+	err := run(context.Background(), []string{"edge", "--data-dir", t.TempDir(), "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}, &out, &errb)
+	if exitCode(err) != 2 || !strings.Contains(describe(err), "--jurisdiction") {
+		t.Fatalf("edge without a jurisdiction: %v", err)
+	}
+}

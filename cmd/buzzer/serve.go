@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -229,6 +230,27 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	return serve(ctx, cfg, stdout, stderr)
+}
+
+// runEdge runs one jurisdiction's regulated services with its own stores. The
+// jurisdiction must be named explicitly: an edge that silently served the
+// default jurisdiction would put regulated data in the wrong place.
+func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cf := newConfigFlags("edge", stderr)
+	cfg, err := cf.parse(args)
+	if err != nil {
+		return err
+	}
+	named := false
+	cf.fs.Visit(func(f *flag.Flag) { named = named || f.Name == "jurisdiction" })
+	if _, env := os.LookupEnv(envName("jurisdiction")); !named && !env && cf.file == "" {
+		return buzzer.Errorf(buzzer.EINVALID, "edge needs --jurisdiction (or BUZZER_JURISDICTION)")
+	}
+	return serve(ctx, cfg, stdout, stderr)
+}
+
+func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 	log := newLogger(cfg.Log, stderr)
 	n, err := buildNode(ctx, cfg, log)
 	if err != nil {
