@@ -13,16 +13,18 @@ import (
 )
 
 // Problem is an RFC 9457 problem details body. Code is Buzzer's stable machine
-// code; Reason refines it where a client needs to tell cases apart.
+// code; Reason refines it where a client needs to tell cases apart. The body
+// is a function of the error and the path only (the request ID travels in the
+// X-Request-Id header), so a refusal stored with an idempotency key replays
+// byte for byte.
 type Problem struct {
-	Type      string `json:"type"`
-	Title     string `json:"title"`
-	Status    int    `json:"status"`
-	Detail    string `json:"detail,omitempty"`
-	Code      string `json:"code"`
-	Reason    string `json:"reason,omitempty"`
-	Instance  string `json:"instance,omitempty"`
-	RequestID string `json:"request_id,omitempty"`
+	Type     string `json:"type"`
+	Title    string `json:"title"`
+	Status   int    `json:"status"`
+	Detail   string `json:"detail,omitempty"`
+	Code     string `json:"code"`
+	Reason   string `json:"reason,omitempty"`
+	Instance string `json:"instance,omitempty"`
 }
 
 // statusOf maps error codes to HTTP statuses. Unknown codes are 500, so a new
@@ -64,14 +66,13 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 		msg = "Internal error."
 	}
 	p := Problem{
-		Type:      "https://buzzer.bet/problems/" + code,
-		Title:     http.StatusText(status),
-		Status:    status,
-		Detail:    msg,
-		Code:      code,
-		Reason:    buzzer.ErrorReason(err),
-		Instance:  r.URL.Path,
-		RequestID: RequestID(r.Context()),
+		Type:     "https://buzzer.bet/problems/" + code,
+		Title:    http.StatusText(status),
+		Status:   status,
+		Detail:   msg,
+		Code:     code,
+		Reason:   buzzer.ErrorReason(err),
+		Instance: r.URL.Path,
 	}
 	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")

@@ -148,10 +148,13 @@ func (db *DB) inTx(ctx context.Context, iso pgx.TxIsoLevel, fn func(pgx.Tx) erro
 }
 
 // IsRetryable reports whether err says the transaction lost a serialization
-// race and may be run again from the start.
+// race and may be run again from the start. 53200 is included because under
+// SERIALIZABLE it is PostgreSQL saying its conflict-tracking memory
+// (RWConflictPool) is momentarily full: the transaction was rolled back whole,
+// and backing off lets the transactions in flight finish.
 func IsRetryable(err error) bool {
 	switch SQLState(err) {
-	case "40001", "40P01":
+	case "40001", "40P01", "53200":
 		return true
 	default:
 		return false

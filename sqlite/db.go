@@ -64,6 +64,11 @@ type DB struct {
 	Path    string
 	retry   txretry.Policy
 	retries atomic.Int64
+	// writer queues this process's write transactions. SQLite admits one
+	// writer at a time; without the queue every waiting writer busy-polls
+	// the file lock with sleeps of up to 100 ms, which wastes most of the
+	// time under contention. busy_timeout still covers other processes.
+	writer chan struct{}
 }
 
 // Open opens (creating if needed) the database file with WAL, full fsync on
@@ -95,7 +100,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		db.Close()
 		return nil, buzzer.Wrap(err, buzzer.EUNAVAILABLE, "cannot open the SQLite store")
 	}
-	return &DB{SQL: db, Path: cfg.Path, retry: cfg.Retry}, nil
+	return &DB{SQL: db, Path: cfg.Path, retry: cfg.Retry, writer: make(chan struct{}, 1)}, nil
 }
 
 // Close closes the database.
@@ -119,6 +124,12 @@ func (db *DB) Retries() int64 { return db.retries.Load() }
 func (db *DB) InTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	obs := func(int, error) { db.retries.Add(1) }
 	return txretry.Do(ctx, db.retry, IsRetryable, obs, func(int) error {
+		select {
+		case db.writer <- struct{}{}:
+		case <-ctx.Done():
+			return buzzer.Wrap(ctx.Err(), buzzer.ETIMEOUT, "The store did not answer in time.")
+		}
+		defer func() { <-db.writer }()
 		tx, err := db.SQL.BeginTx(ctx, nil)
 		if err != nil {
 			return translateErr(err)

@@ -68,7 +68,7 @@ func openSelections(ctx context.Context, c *http.Client, target string) ([]selec
 	}
 	var cat struct {
 		Events []struct {
-			ID      string `json:"id"`
+			ID      string `json:"event_id"`
 			Markets []struct {
 				ID         string `json:"id"`
 				Status     string `json:"status"`
@@ -89,6 +89,9 @@ func openSelections(ctx context.Context, c *http.Client, target string) ([]selec
 				continue
 			}
 			for _, s := range m.Selections {
+				if s.Price == 0 {
+					continue // no price quoted: not bettable
+				}
 				out = append(out, selection{e.ID, m.ID, s.ID, s.Price})
 			}
 		}

@@ -21,6 +21,7 @@ import (
 	"github.com/buzzer-bet/buzzer/nats"
 	"github.com/buzzer-bet/buzzer/postgres"
 	"github.com/buzzer-bet/buzzer/sqlite"
+	"github.com/buzzer-bet/buzzer/wallet"
 )
 
 // Config is the whole node's configuration: one struct per part, composed
@@ -41,6 +42,8 @@ type Config struct {
 	SQLite       sqlite.Config   `yaml:"sqlite"`
 	Auth         AuthConfig      `yaml:"auth"`
 	RNG          RNGConfig       `yaml:"rng"`
+	Wallet       wallet.Config   `yaml:"wallet"`
+	Odds         OddsConfig      `yaml:"odds"`
 }
 
 // RNGConfig configures the RNG service and its signed log.
@@ -75,6 +78,8 @@ func DefaultConfig() Config {
 		Dev:          true,
 		Jurisdiction: "NJ",
 		RNG:          RNGConfig{MaxBatch: 256, CheckpointInterval: time.Second, CheckpointEvery: 1000},
+		Wallet:       wallet.DefaultConfig(),
+		Odds:         DefaultOddsConfig(),
 		Log:          LogConfig{Level: "info", Format: "json"},
 		HTTP:         httpapi.DefaultConfig(),
 		NATS:         nats.DefaultConfig(),
@@ -118,6 +123,14 @@ func (c *Config) Validate() error {
 	}
 	if c.RNG.CheckpointInterval <= 0 || c.RNG.CheckpointEvery < 1 {
 		return buzzer.Errorf(buzzer.EINVALID, "rng.checkpoint_interval and rng.checkpoint_every must be > 0")
+	}
+	if err := c.Odds.Validate(); err != nil {
+		return err
+	}
+	w := c.Wallet
+	w.Jurisdiction = c.Jurisdiction
+	if err := w.Validate(); err != nil {
+		return err
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

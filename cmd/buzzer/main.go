@@ -40,9 +40,10 @@ func commands() map[string]command {
 		"dev token":       {"print a player token a dev-mode serve accepts", runDevToken},
 		"dev admin-token": {"print an admin token a dev-mode serve accepts", runDevAdminToken},
 		"bench bets":      {"place bets over HTTP with idempotency keys and re-sends; print throughput and latency", runBenchBets},
+		"ledger check":    {"verify the ledger invariants of a store (exit 1 on any violation)", runLedgerCheck},
 	}
 	// Each part's commands live in its own file.
-	for _, set := range []map[string]command{} {
+	for _, set := range []map[string]command{rngCommands()} {
 		maps.Copy(cmds, set)
 	}
 	return cmds

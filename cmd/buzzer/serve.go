@@ -18,9 +18,11 @@ import (
 	"github.com/buzzer-bet/buzzer/auth"
 	"github.com/buzzer-bet/buzzer/httpapi"
 	"github.com/buzzer-bet/buzzer/nats"
+	"github.com/buzzer-bet/buzzer/odds"
 	"github.com/buzzer-bet/buzzer/postgres"
 	"github.com/buzzer-bet/buzzer/rng"
 	"github.com/buzzer-bet/buzzer/sqlite"
+	"github.com/buzzer-bet/buzzer/wallet"
 )
 
 func newLogger(cfg LogConfig, w io.Writer) *slog.Logger {
@@ -94,6 +96,8 @@ type node struct {
 	player *auth.Verifier
 	admin  *auth.Verifier
 	rng    *rng.Service
+	odds   *odds.Engine
+	wallet *wallet.Service
 	// closers run in reverse order at shutdown, after the listeners drained.
 	closers []func()
 }
@@ -164,6 +168,16 @@ func buildNode(ctx context.Context, cfg *Config, log *slog.Logger) (_ *node, err
 	}
 	n.onClose(func() { _ = n.rng.Close() })
 	n.http.MountRNG(n.rng)
+
+	if n.odds, err = startOddsPipeline(ctx, cfg.Odds, n.nats, n.reg, log, n.onClose); err != nil {
+		return nil, err
+	}
+	n.http.MountCatalog(n.odds)
+	prices := livePrices{engine: n.odds, inPlayDelay: cfg.Odds.InPlayBetDelay}
+	if n.wallet, err = startWallet(ctx, cfg, n.store, prices, log, n.onClose); err != nil {
+		return nil, err
+	}
+	n.http.MountWallet(n.wallet)
 	n.http.AddReadyCheck("store", n.store.ping)
 	n.http.AddReadyCheck("nats", n.nats.Ping)
 	return n, nil

@@ -1,0 +1,53 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/buzzer-bet/buzzer"
+	"github.com/buzzer-bet/buzzer/odds"
+	"github.com/buzzer-bet/buzzer/wallet"
+)
+
+// livePrices gives the wallet the odds engine's current state as its price
+// source: a bet is accepted against exactly what the engine would publish.
+type livePrices struct {
+	engine *odds.Engine
+	// inPlayDelay is how long an in-play bet waits before it is re-checked
+	// against the then-current price (wallet applies it).
+	inPlayDelay time.Duration
+}
+
+var _ wallet.PriceSource = livePrices{}
+
+func (p livePrices) Quote(_ context.Context, eventID, marketID, selectionID string) (wallet.Quote, error) {
+	q, err := p.engine.Quote(eventID, marketID, selectionID)
+	if err != nil {
+		return wallet.Quote{}, err
+	}
+	var st wallet.MarketStatus
+	switch q.Status {
+	case odds.Open:
+		st = wallet.MarketOpen
+	case odds.Suspended:
+		st = wallet.MarketSuspended
+	case odds.Closed:
+		st = wallet.MarketClosed
+	case odds.Settled:
+		st = wallet.MarketSettled
+	default:
+		return wallet.Quote{}, buzzer.Errorf(buzzer.EINTERNAL, "odds engine reported unknown market status %q", q.Status)
+	}
+	out := wallet.Quote{
+		EventID: eventID, MarketID: marketID, SelectionID: selectionID,
+		Price: q.Price, Status: st, OddsVersion: int64(q.Version), InPlay: q.InPlay,
+		// The per-event delta sequence is the position on the odds stream the
+		// price was read at: every acceptance traces back to its delta.
+		FeedPosition: fmt.Sprintf("%s@%d", eventID, q.Version),
+	}
+	if q.InPlay {
+		out.BetDelay = p.inPlayDelay
+	}
+	return out, nil
+}

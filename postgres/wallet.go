@@ -1,0 +1,442 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/buzzer-bet/buzzer"
+	"github.com/buzzer-bet/buzzer/wallet"
+)
+
+// WalletStore keeps the wallet's ledger, bets and idempotency keys in
+// PostgreSQL or CockroachDB (component "wallet" migrations).
+type WalletStore struct {
+	db  *DB
+	iso pgx.TxIsoLevel
+}
+
+var _ wallet.Store = (*WalletStore)(nil)
+
+// NewWalletStore returns the wallet store over db.
+func NewWalletStore(db *DB) *WalletStore { return &WalletStore{db: db, iso: pgx.Serializable} }
+
+// InTx implements wallet.Store: fn runs in one SERIALIZABLE transaction,
+// rerun from the start on a serialization failure.
+func (s *WalletStore) InTx(ctx context.Context, fn func(wallet.Tx) error) error {
+	return s.db.InTxIsolation(ctx, s.iso, func(tx pgx.Tx) error {
+		return fn(walletTx{tx})
+	})
+}
+
+type walletTx struct{ tx pgx.Tx }
+
+func utc(t time.Time) time.Time { return t.UTC() }
+
+func (t walletTx) InsertKey(ctx context.Context, k *wallet.KeyRecord) (bool, error) {
+	tag, err := t.tx.Exec(ctx, `INSERT INTO wallet_idempotency_keys
+		(player_id, key, fingerprint, state, owner, locked_until, status, body, effect_id, created_at, expires_at)
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)
+		ON CONFLICT (player_id, key) DO NOTHING`,
+		k.Player, k.Key, k.Fingerprint, string(k.State), k.Owner, k.LockedUntil, k.Status, k.Body, k.EffectID, k.CreatedAt, k.ExpiresAt)
+	if err != nil {
+		return false, err
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+func (t walletTx) GetKey(ctx context.Context, player, key string) (*wallet.KeyRecord, error) {
+	k := &wallet.KeyRecord{Player: player, Key: key}
+	var state string
+	err := t.tx.QueryRow(ctx, `SELECT fingerprint, state, owner, locked_until, status, body, effect_id, created_at, expires_at
+		FROM wallet_idempotency_keys WHERE player_id = $1 AND key = $2`, player, key).
+		Scan(&k.Fingerprint, &state, &k.Owner, &k.LockedUntil, &k.Status, &k.Body, &k.EffectID, &k.CreatedAt, &k.ExpiresAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	k.State = wallet.KeyState(state)
+	k.LockedUntil, k.CreatedAt, k.ExpiresAt = utc(k.LockedUntil), utc(k.CreatedAt), utc(k.ExpiresAt)
+	return k, nil
+}
+
+func (t walletTx) UpdateKey(ctx context.Context, k *wallet.KeyRecord) error {
+	tag, err := t.tx.Exec(ctx, `UPDATE wallet_idempotency_keys SET fingerprint=$3, state=$4, owner=$5, locked_until=$6,
+		status=$7, body=$8, effect_id=$9, created_at=$10, expires_at=$11 WHERE player_id=$1 AND key=$2`,
+		k.Player, k.Key, k.Fingerprint, string(k.State), k.Owner, k.LockedUntil, k.Status, k.Body, k.EffectID, k.CreatedAt, k.ExpiresAt)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() != 1 {
+		return buzzer.Errorf(buzzer.ENOTFOUND, "no such idempotency key")
+	}
+	return nil
+}
+
+func (t walletTx) DeleteKey(ctx context.Context, player, key, owner string) error {
+	_, err := t.tx.Exec(ctx, `DELETE FROM wallet_idempotency_keys WHERE player_id=$1 AND key=$2 AND owner=$3`, player, key, owner)
+	return err
+}
+
+func (t walletTx) PurgeKeys(ctx context.Context, before time.Time, limit int) (int, error) {
+	tag, err := t.tx.Exec(ctx, `DELETE FROM wallet_idempotency_keys WHERE (player_id, key) IN (
+		SELECT player_id, key FROM wallet_idempotency_keys WHERE expires_at < $1 LIMIT $2)`, before, limit)
+	if err != nil {
+		return 0, err
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// ApplyTransaction sends the transaction row, its postings and one upsert
+// per account in a single batch (one round trip).
+func (t walletTx) ApplyTransaction(ctx context.Context, txn *wallet.Transaction) ([]buzzer.Amount, error) {
+	b := &pgx.Batch{}
+	b.Queue(`INSERT INTO wallet_transactions (id, kind, player_id, reference, effect_key, created_at) VALUES ($1,$2,$3,$4,$5,$6)`,
+		txn.ID, string(txn.Kind), txn.Player, txn.Reference, txn.EffectKey, txn.CreatedAt)
+	ids := make([]string, len(txn.Postings))
+	owners := make([]string, len(txn.Postings))
+	amounts := make([]int64, len(txn.Postings))
+	for i, p := range txn.Postings {
+		ids[i], owners[i], amounts[i] = p.Account.ID(), p.Account.Owner, int64(p.Amount)
+	}
+	b.Queue(`INSERT INTO wallet_postings (account_id, txn_id, owner, amount, created_at)
+		SELECT a, $2, o, m, $3 FROM unnest($1::TEXT[], $4::TEXT[], $5::BIGINT[]) AS u(a, o, m)`, ids, txn.ID, txn.CreatedAt, owners, amounts)
+	// Every transaction locks account rows in one global order (by account
+	// ID), so two transactions touching the same rows can never wait on each
+	// other in a cycle; PostgreSQL would otherwise break each such deadlock
+	// only after deadlock_timeout (1 s by default).
+	order := make([]int, len(txn.Postings))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return ids[order[a]] < ids[order[b]] })
+	for _, i := range order {
+		k := txn.Postings[i].Account
+		b.Queue(`INSERT INTO wallet_accounts (id, owner, jurisdiction, currency, kind, bucket, balance)
+			VALUES ($1,$2,$3,$4,$5,$6,$7)
+			ON CONFLICT (id) DO UPDATE SET balance = wallet_accounts.balance + EXCLUDED.balance
+			RETURNING balance`, k.ID(), k.Owner, k.Jurisdiction, string(k.Currency), string(k.Kind), k.Bucket, int64(txn.Postings[i].Amount))
+	}
+	br := t.tx.SendBatch(ctx, b)
+	defer br.Close()
+	if _, err := br.Exec(); err != nil {
+		return nil, err
+	}
+	if _, err := br.Exec(); err != nil {
+		return nil, err
+	}
+	out := make([]buzzer.Amount, len(txn.Postings))
+	for _, i := range order {
+		var bal int64
+		if err := br.QueryRow().Scan(&bal); err != nil {
+			return nil, err
+		}
+		out[i] = buzzer.Amount(bal)
+	}
+	return out, br.Close()
+}
+
+func (t walletTx) LockAccounts(ctx context.Context, keys []wallet.AccountKey) error {
+	sorted := slices.Clone(keys)
+	slices.SortFunc(sorted, func(a, b wallet.AccountKey) int { return strings.Compare(a.ID(), b.ID()) })
+	sorted = slices.CompactFunc(sorted, func(a, b wallet.AccountKey) bool { return a.ID() == b.ID() })
+	b := &pgx.Batch{}
+	for _, k := range sorted {
+		// A no-op update takes the row lock; a missing account is created at zero.
+		b.Queue(`INSERT INTO wallet_accounts (id, owner, jurisdiction, currency, kind, bucket, balance)
+			VALUES ($1,$2,$3,$4,$5,$6,0)
+			ON CONFLICT (id) DO UPDATE SET balance = wallet_accounts.balance`,
+			k.ID(), k.Owner, k.Jurisdiction, string(k.Currency), string(k.Kind), k.Bucket)
+	}
+	return t.tx.SendBatch(ctx, b).Close()
+}
+
+func (t walletTx) Balance(ctx context.Context, k wallet.AccountKey) (buzzer.Amount, error) {
+	var bal int64
+	err := t.tx.QueryRow(ctx, `SELECT balance FROM wallet_accounts WHERE id = $1`, k.ID()).Scan(&bal)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	return buzzer.Amount(bal), err
+}
+
+func (t walletTx) Accounts(ctx context.Context, owner string) ([]wallet.Account, error) {
+	rows, err := t.tx.Query(ctx, `SELECT id, balance FROM wallet_accounts WHERE owner = $1 ORDER BY id`, owner)
+	if err != nil {
+		return nil, err
+	}
+	return scanAccounts(rows)
+}
+
+func scanAccounts(rows pgx.Rows) ([]wallet.Account, error) {
+	defer rows.Close()
+	var out []wallet.Account
+	for rows.Next() {
+		var id string
+		var bal int64
+		if err := rows.Scan(&id, &bal); err != nil {
+			return nil, err
+		}
+		k, err := wallet.ParseAccountID(id)
+		if err != nil {
+			return nil, buzzer.Wrap(err, buzzer.EINTERNAL, "stored account id is malformed")
+		}
+		out = append(out, wallet.Account{AccountKey: k, Balance: buzzer.Amount(bal)})
+	}
+	return out, rows.Err()
+}
+
+func (t walletTx) Entries(ctx context.Context, owner string, before wallet.EntryCursor, limit int) ([]wallet.Entry, error) {
+	q := `SELECT p.txn_id, t.kind, p.account_id, p.amount, t.reference, p.created_at
+		FROM wallet_postings p JOIN wallet_transactions t ON t.id = p.txn_id
+		WHERE p.owner = $1 AND ($2::TEXT = '' OR (p.created_at, p.txn_id) < ($3, $2))
+		ORDER BY p.created_at DESC, p.txn_id DESC LIMIT $4`
+	rows, err := t.tx.Query(ctx, q, owner, before.TransactionID, before.CreatedAt, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []wallet.Entry
+	for rows.Next() {
+		var e wallet.Entry
+		var kind, account string
+		var amount int64
+		if err := rows.Scan(&e.TransactionID, &kind, &account, &amount, &e.Reference, &e.CreatedAt); err != nil {
+			return nil, err
+		}
+		k, err := wallet.ParseAccountID(account)
+		if err != nil {
+			return nil, buzzer.Wrap(err, buzzer.EINTERNAL, "stored account id is malformed")
+		}
+		e.Kind, e.Account, e.Amount, e.Currency, e.CreatedAt = wallet.TxnKind(kind), k.Kind, buzzer.Amount(amount), k.Currency, utc(e.CreatedAt)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+func (t walletTx) InsertBet(ctx context.Context, b *wallet.Bet) error {
+	doc, err := json.Marshal(b)
+	if err != nil {
+		return buzzer.Wrap(err, buzzer.EINTERNAL, "cannot encode bet")
+	}
+	batch := &pgx.Batch{}
+	batch.Queue(`INSERT INTO wallet_bets (player_id, id, status, placed_at, doc) VALUES ($1,$2,$3,$4,$5)`,
+		b.Player, b.ID, string(b.Status), b.PlacedAt, doc)
+	for _, l := range b.Legs {
+		batch.Queue(`INSERT INTO wallet_bet_legs (market_id, bet_id, player_id, result_version) VALUES ($1,$2,$3,$4)`,
+			l.MarketID, b.ID, b.Player, l.ResultVersion)
+	}
+	return t.tx.SendBatch(ctx, batch).Close()
+}
+
+func (t walletTx) GetBet(ctx context.Context, player, id string) (*wallet.Bet, error) {
+	var doc []byte
+	err := t.tx.QueryRow(ctx, `SELECT doc FROM wallet_bets WHERE player_id = $1 AND id = $2`, player, id).Scan(&doc)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return decodeBet(doc)
+}
+
+func decodeBet(doc []byte) (*wallet.Bet, error) {
+	var b wallet.Bet
+	if err := json.Unmarshal(doc, &b); err != nil {
+		return nil, buzzer.Wrap(err, buzzer.EINTERNAL, "stored bet is corrupt")
+	}
+	return &b, nil
+}
+
+func (t walletTx) UpdateBet(ctx context.Context, b *wallet.Bet) error {
+	doc, err := json.Marshal(b)
+	if err != nil {
+		return buzzer.Wrap(err, buzzer.EINTERNAL, "cannot encode bet")
+	}
+	batch := &pgx.Batch{}
+	batch.Queue(`UPDATE wallet_bets SET status = $3, doc = $4 WHERE player_id = $1 AND id = $2`, b.Player, b.ID, string(b.Status), doc)
+	for _, l := range b.Legs {
+		batch.Queue(`UPDATE wallet_bet_legs SET result_version = $3 WHERE market_id = $1 AND bet_id = $2`, l.MarketID, b.ID, l.ResultVersion)
+	}
+	br := t.tx.SendBatch(ctx, batch)
+	defer br.Close()
+	tag, err := br.Exec()
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() != 1 {
+		return buzzer.Errorf(buzzer.ENOTFOUND, "no bet %s", b.ID)
+	}
+	return br.Close()
+}
+
+func (t walletTx) ListBets(ctx context.Context, player string, status wallet.BetStatus, before wallet.BetCursor, limit int) ([]*wallet.Bet, error) {
+	rows, err := t.tx.Query(ctx, `SELECT doc FROM wallet_bets
+		WHERE player_id = $1 AND ($2::TEXT = '' OR status = $2) AND ($3::TEXT = '' OR (placed_at, id) < ($4, $3))
+		ORDER BY placed_at DESC, id DESC LIMIT $5`, player, string(status), before.ID, before.PlacedAt, limit)
+	if err != nil {
+		return nil, err
+	}
+	return scanBets(rows, nil)
+}
+
+func scanBets(rows pgx.Rows, fn func(*wallet.Bet) error) ([]*wallet.Bet, error) {
+	defer rows.Close()
+	var out []*wallet.Bet
+	for rows.Next() {
+		var doc []byte
+		if err := rows.Scan(&doc); err != nil {
+			return nil, err
+		}
+		b, err := decodeBet(doc)
+		if err != nil {
+			return nil, err
+		}
+		if fn != nil {
+			if err := fn(b); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		out = append(out, b)
+	}
+	return out, rows.Err()
+}
+
+func (t walletTx) PendingBets(ctx context.Context, market string, version int64, limit int) ([]wallet.BetRef, error) {
+	rows, err := t.tx.Query(ctx, `SELECT player_id, bet_id FROM wallet_bet_legs
+		WHERE market_id = $1 AND result_version < $2 ORDER BY result_version, bet_id LIMIT $3`, market, version, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []wallet.BetRef
+	for rows.Next() {
+		var r wallet.BetRef
+		if err := rows.Scan(&r.Player, &r.BetID); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+func (t walletTx) GetMarketResult(ctx context.Context, market string) (*wallet.MarketResult, error) {
+	r := &wallet.MarketResult{MarketID: market}
+	var outcomes []byte
+	err := t.tx.QueryRow(ctx, `SELECT result_version, fingerprint, outcomes, settled_by, done, updated_at
+		FROM wallet_market_results WHERE market_id = $1`, market).
+		Scan(&r.ResultVersion, &r.Fingerprint, &outcomes, &r.SettledBy, &r.Done, &r.UpdatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(outcomes, &r.Outcomes); err != nil {
+		return nil, buzzer.Wrap(err, buzzer.EINTERNAL, "stored market result is corrupt")
+	}
+	r.UpdatedAt = utc(r.UpdatedAt)
+	return r, nil
+}
+
+func (t walletTx) PutMarketResult(ctx context.Context, r *wallet.MarketResult) error {
+	outcomes, err := json.Marshal(r.Outcomes)
+	if err != nil {
+		return buzzer.Wrap(err, buzzer.EINTERNAL, "cannot encode outcomes")
+	}
+	_, err = t.tx.Exec(ctx, `INSERT INTO wallet_market_results (market_id, result_version, fingerprint, outcomes, settled_by, done, updated_at)
+		VALUES ($1,$2,$3,$4,$5,$6,$7)
+		ON CONFLICT (market_id) DO UPDATE SET result_version = EXCLUDED.result_version, fingerprint = EXCLUDED.fingerprint,
+			outcomes = EXCLUDED.outcomes, settled_by = EXCLUDED.settled_by, done = EXCLUDED.done, updated_at = EXCLUDED.updated_at`,
+		r.MarketID, r.ResultVersion, r.Fingerprint, outcomes, r.SettledBy, r.Done, r.UpdatedAt)
+	return err
+}
+
+func (t walletTx) UnfinishedMarketResults(ctx context.Context, limit int) ([]string, error) {
+	rows, err := t.tx.Query(ctx, `SELECT market_id FROM wallet_market_results WHERE NOT done ORDER BY market_id LIMIT $1`, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var m string
+		if err := rows.Scan(&m); err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+func (t walletTx) ScanAccounts(ctx context.Context, fn func(wallet.Account) error) error {
+	rows, err := t.tx.Query(ctx, `SELECT id, balance FROM wallet_accounts`)
+	if err != nil {
+		return err
+	}
+	as, err := scanAccounts(rows)
+	if err != nil {
+		return err
+	}
+	for _, a := range as {
+		if err := fn(a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t walletTx) PostingSums(ctx context.Context) (map[string]buzzer.Amount, error) {
+	rows, err := t.tx.Query(ctx, `SELECT account_id, sum(amount)::BIGINT FROM wallet_postings GROUP BY account_id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]buzzer.Amount{}
+	for rows.Next() {
+		var id string
+		var sum int64
+		if err := rows.Scan(&id, &sum); err != nil {
+			return nil, err
+		}
+		out[id] = buzzer.Amount(sum)
+	}
+	return out, rows.Err()
+}
+
+func (t walletTx) DuplicateEffects(ctx context.Context) (map[string]int, error) {
+	rows, err := t.tx.Query(ctx, `SELECT effect_key, count(*) FROM wallet_transactions GROUP BY effect_key HAVING count(*) > 1`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var k string
+		var n int64
+		if err := rows.Scan(&k, &n); err != nil {
+			return nil, err
+		}
+		out[k] = int(n)
+	}
+	return out, rows.Err()
+}
+
+func (t walletTx) ScanBets(ctx context.Context, fn func(*wallet.Bet) error) error {
+	rows, err := t.tx.Query(ctx, `SELECT doc FROM wallet_bets`)
+	if err != nil {
+		return err
+	}
+	_, err = scanBets(rows, fn)
+	return err
+}

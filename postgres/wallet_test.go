@@ -1,0 +1,36 @@
+package postgres_test
+
+import (
+	"testing"
+
+	"github.com/buzzer-bet/buzzer/internal/enginetest"
+	"github.com/buzzer-bet/buzzer/postgres"
+	"github.com/buzzer-bet/buzzer/wallet"
+	"github.com/buzzer-bet/buzzer/wallet/wallettest"
+)
+
+func newWalletStore(t *testing.T) wallet.Store {
+	return postgres.NewWalletStore(enginetest.Postgres(t))
+}
+
+func TestWalletStore(t *testing.T) {
+	wallettest.RunStoreTests(t, newWalletStore)
+}
+
+func TestWalletBank(t *testing.T) {
+	wallettest.RunBank(t, newWalletStore)
+}
+
+// TestWalletBankCatchesDroppedKey runs the same workload on PostgreSQL with
+// a client whose resend drops the idempotency key, and requires its checks
+// to fail: the checks can see a double effect.
+func TestWalletBankCatchesDroppedKey(t *testing.T) {
+	cfg := wallettest.DefaultBankConfig()
+	cfg.Ops = 2000
+	cfg.DropKeyOnResend = true
+	res := wallettest.Bank(t, newWalletStore(t), cfg)
+	if len(res.Problems) == 0 {
+		t.Fatal("a resend under a fresh key went unnoticed")
+	}
+	t.Logf("caught %d problems, e.g. %s", len(res.Problems), res.Problems[0])
+}
