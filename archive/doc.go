@@ -5,8 +5,12 @@
 // never a complete record), de-duplication by record id and per-key
 // high-water mark, and the verifier that names the first bad byte range.
 //
-// It knows nothing about what a record means: the caller (package audit)
-// supplies Identify to read a record's id, ordering key and sequence. It must
+// The segment engine knows nothing about what a record means: the caller
+// supplies Identify to read a record's id, ordering key and sequence. For
+// audit records (audit.go) it implements package audit's interfaces: a
+// Writer is an audit.Log, Opener an audit.LogOpener, Records the
+// audit.Records that audit.Replay reads, and VerifyRecords is `buzzer audit
+// verify`; archive imports audit, never the other way round. It must
 // never rewrite, reorder or delete a complete record, never write a sealed
 // segment again, and never acknowledge anything itself: durability is
 // reported by Writer.Sync returning nil, and only then may a caller tell its

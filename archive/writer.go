@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/buzzer-bet/buzzer"
+	"github.com/buzzer-bet/buzzer/audit"
 )
 
 // Defaults for Options.
@@ -35,42 +36,18 @@ type Meta struct {
 	Seq uint64
 }
 
-// Status is what Append did with one record.
-type Status int
+// Status is what Append did with one record: package audit's AppendStatus,
+// so that a Writer is an audit.Log.
+type Status = audit.AppendStatus
 
+// The statuses Append reports (see audit.AppendStatus).
 const (
-	// Appended: the record was written (durable once Sync returns nil).
-	Appended Status = iota + 1
-	// Duplicate: a record with this id, or this key at or below this
-	// sequence, is already archived (or earlier in the same batch).
-	Duplicate
-	// OutOfOrder: the key's previous sequence number is not archived yet;
-	// the record must be offered again after it.
-	OutOfOrder
-	// Invalid: Identify rejected the record or it is over the size limit.
-	Invalid
-	// Conflict: a different record is archived at this key and sequence (a
-	// capture bug: two changes given one place in the order). It is not
-	// written and must not be treated as archived.
-	Conflict
+	Appended   = audit.Appended
+	Duplicate  = audit.Duplicate
+	OutOfOrder = audit.OutOfOrder
+	Invalid    = audit.Invalid
+	Conflict   = audit.Conflict
 )
-
-func (s Status) String() string {
-	switch s {
-	case Appended:
-		return "appended"
-	case Duplicate:
-		return "duplicate"
-	case OutOfOrder:
-		return "out_of_order"
-	case Invalid:
-		return "invalid"
-	case Conflict:
-		return "conflict"
-	default:
-		return "unknown"
-	}
-}
 
 // SealInfo describes a segment that was just sealed.
 type SealInfo struct {

@@ -10,7 +10,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/buzzer-bet/buzzer"
-	"github.com/buzzer-bet/buzzer/archive"
 )
 
 // Message is one delivery from the audit stream. Its data is an encoded
@@ -56,11 +55,17 @@ type Config struct {
 	RetryMin        time.Duration // first wait after a failed flush or fetch (100 ms)
 	RetryMax        time.Duration // longest wait between retries (5 s)
 	ShutdownTimeout time.Duration // how long Run waits for the last flush when stopping (10 s)
-
-	// FS is the filesystem the archive is written through; nil is the OS.
-	// Tests inject a stalling or failing one.
-	FS archive.FS
 }
+
+// Defaults of the log's settings (package archive has the same).
+const (
+	DefaultSegmentBytes   = 64 << 20
+	DefaultSegmentRecords = 1 << 20
+	DefaultMaxRecordBytes = 1 << 20
+	DefaultRecentIDs      = 100_000
+	// MaxRecordBytesLimit is the largest MaxRecordBytes allowed.
+	MaxRecordBytesLimit = 64 << 20
+)
 
 // DefaultConfig returns the defaults for an archive in dir.
 func DefaultConfig(dir string) Config {
@@ -70,10 +75,10 @@ func DefaultConfig(dir string) Config {
 		FlushBytes:      256 << 10,
 		MaxBufferBytes:  50 << 20,
 		FetchMax:        512,
-		SegmentBytes:    archive.DefaultSegmentBytes,
-		SegmentRecords:  archive.DefaultSegmentRecords,
-		MaxRecordBytes:  archive.DefaultMaxRecordBytes,
-		RecentIDs:       archive.DefaultRecentIDs,
+		SegmentBytes:    DefaultSegmentBytes,
+		SegmentRecords:  DefaultSegmentRecords,
+		MaxRecordBytes:  DefaultMaxRecordBytes,
+		RecentIDs:       DefaultRecentIDs,
 		NakDelay:        time.Second,
 		RetryMin:        100 * time.Millisecond,
 		RetryMax:        5 * time.Second,
@@ -121,8 +126,8 @@ func (c Config) Validate() error {
 		return bad("Dir is required")
 	case c.FlushAge <= 0 || c.NakDelay <= 0 || c.RetryMin <= 0 || c.RetryMax < c.RetryMin || c.ShutdownTimeout <= 0:
 		return bad("durations must be positive and RetryMax >= RetryMin")
-	case c.MaxRecordBytes <= 0 || c.MaxRecordBytes > archive.MaxRecordBytesLimit:
-		return bad("MaxRecordBytes must be 1..%d", archive.MaxRecordBytesLimit)
+	case c.MaxRecordBytes <= 0 || c.MaxRecordBytes > MaxRecordBytesLimit:
+		return bad("MaxRecordBytes must be 1..%d", MaxRecordBytesLimit)
 	case c.FlushBytes <= 0 || c.FlushBytes > c.MaxBufferBytes:
 		return bad("FlushBytes must be positive and at most MaxBufferBytes")
 	case c.MaxBufferBytes < 2*c.MaxRecordBytes:
@@ -206,11 +211,12 @@ type settlement struct {
 // Goroutines (all owned by Run): the fetcher, the flusher and the settler.
 // Lock order: a.mu is a leaf lock; nothing is called while holding it.
 type Archiver struct {
-	cfg Config
-	src Source
-	key ed25519.PrivateKey
-	log *slog.Logger
-	m   *metrics
+	cfg    Config
+	src    Source
+	opener LogOpener
+	key    ed25519.PrivateKey
+	log    *slog.Logger
+	m      *metrics
 
 	mu           sync.Mutex
 	pending      []*item
@@ -221,19 +227,20 @@ type Archiver struct {
 	space   chan struct{} // settler -> fetcher: held went down
 	settles chan []settlement
 
-	w *archive.Writer // owned by the flusher
+	w Log // owned by the flusher
 }
 
 // NewArchiver checks cfg (zero fields take defaults) and prepares an
-// archiver; Run opens the archive and starts it. key seals segments (see
-// archive.LoadOrCreateKey); reg receives the metrics (nil: unregistered).
-func NewArchiver(cfg Config, src Source, key ed25519.PrivateKey, reg prometheus.Registerer, log *slog.Logger) (*Archiver, error) {
+// archiver that moves records from src into the log opener opens (package
+// archive's Opener); Run opens the log and starts. key seals segments;
+// reg receives the metrics (nil: unregistered).
+func NewArchiver(cfg Config, src Source, opener LogOpener, key ed25519.PrivateKey, reg prometheus.Registerer, log *slog.Logger) (*Archiver, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if src == nil || len(key) != ed25519.PrivateKeySize {
-		return nil, buzzer.Errorf(buzzer.EINVALID, "audit archiver needs a source and an Ed25519 seal key")
+	if src == nil || opener == nil || len(key) != ed25519.PrivateKeySize {
+		return nil, buzzer.Errorf(buzzer.EINVALID, "audit archiver needs a source, a log and an Ed25519 seal key")
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -243,17 +250,17 @@ func NewArchiver(cfg Config, src Source, key ed25519.PrivateKey, reg prometheus.
 		return nil, err
 	}
 	return &Archiver{
-		cfg: cfg, src: src, key: key, log: log, m: m,
+		cfg: cfg, src: src, opener: opener, key: key, log: log, m: m,
 		kick: make(chan struct{}, 1), space: make(chan struct{}, 1), settles: make(chan []settlement, 64),
 	}, nil
 }
 
-func (a *Archiver) openArchive() (*archive.Writer, error) {
-	w, err := archive.Open(a.cfg.Dir, archive.Options{
-		FS: a.cfg.FS, Key: a.key, Identify: identify,
+func (a *Archiver) openArchive() (Log, error) {
+	w, r, err := a.opener.OpenLog(LogOptions{
+		Dir: a.cfg.Dir, Key: a.key,
 		SegmentBytes: a.cfg.SegmentBytes, SegmentRecords: a.cfg.SegmentRecords,
 		MaxRecordBytes: a.cfg.MaxRecordBytes, RecentIDs: a.cfg.RecentIDs,
-		OnSeal: func(s archive.SealInfo) {
+		OnSeal: func(s Seal) {
 			a.m.seals.Inc()
 			a.log.Info("audit segment sealed", "file", s.File, "records", s.Records)
 		},
@@ -261,7 +268,7 @@ func (a *Archiver) openArchive() (*archive.Writer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if r := w.Recovery(); r.TruncatedBytes > 0 {
+	if r.TruncatedBytes > 0 {
 		a.log.Warn("audit archive: cut a torn tail write", "file", r.File, "bytes", r.TruncatedBytes)
 	}
 	return w, nil
@@ -488,7 +495,7 @@ func (a *Archiver) flush(ctx context.Context, batch []*item) bool {
 	}
 }
 
-func (a *Archiver) writeDurably(bodies [][]byte) ([]archive.Status, error) {
+func (a *Archiver) writeDurably(bodies [][]byte) ([]AppendStatus, error) {
 	if a.w == nil {
 		w, err := a.openArchive()
 		if err != nil {
@@ -506,21 +513,21 @@ func (a *Archiver) writeDurably(bodies [][]byte) ([]archive.Status, error) {
 	return st, nil
 }
 
-func (a *Archiver) settleBatch(batch []*item, st []archive.Status) {
+func (a *Archiver) settleBatch(batch []*item, st []AppendStatus) {
 	ss := make([]settlement, len(batch))
 	var archived, dups, ooo, rej int
 	for i, it := range batch {
 		switch st[i] {
-		case archive.Appended:
+		case Appended:
 			ss[i] = settlement{it: it, op: opAck}
 			archived++
-		case archive.Duplicate:
+		case Duplicate:
 			ss[i] = settlement{it: it, op: opAck}
 			dups++
-		case archive.OutOfOrder:
+		case OutOfOrder:
 			ss[i] = settlement{it: it, op: opNak}
 			ooo++
-		case archive.Conflict:
+		case Conflict:
 			ss[i] = settlement{it: it, op: opReject, reason: "a different record is archived at this record's key and sequence"}
 			rej++
 		default:

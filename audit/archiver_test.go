@@ -1,4 +1,4 @@
-package audit
+package audit_test
 
 import (
 	"context"
@@ -10,19 +10,20 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/buzzer-bet/buzzer/archive"
+	"github.com/buzzer-bet/buzzer/audit"
 )
 
 type running struct {
-	a      *Archiver
+	a      *audit.Archiver
 	cancel context.CancelFunc
 	done   chan error
 	reg    *prometheus.Registry
 }
 
-func startArchiver(t *testing.T, cfg Config, src Source) *running {
+func startArchiver(t *testing.T, cfg testConfig, src audit.Source) *running {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	a, err := NewArchiver(cfg, src, testKey(), reg, nil)
+	a, err := newArchiver(cfg, src, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,13 +51,24 @@ func (r *running) stop(t *testing.T) {
 	}
 }
 
-func smallConfig(dir string, fsys archive.FS) Config {
-	return Config{
-		Dir: dir, FS: fsys,
+// testConfig is an archiver's configuration and the filesystem its archive
+// is written through.
+type testConfig struct {
+	audit.Config
+	FS archive.FS
+}
+
+func newArchiver(c testConfig, src audit.Source, reg prometheus.Registerer) (*audit.Archiver, error) {
+	return audit.NewArchiver(c.Config, src, archive.Opener{FS: c.FS}, testKey(), reg, nil)
+}
+
+func smallConfig(dir string, fsys archive.FS) testConfig {
+	return testConfig{FS: fsys, Config: audit.Config{
+		Dir:      dir,
 		FlushAge: 5 * time.Millisecond, FlushBytes: 8 << 10, MaxBufferBytes: 64 << 10, FetchMax: 64,
 		MaxRecordBytes: 4 << 10, SegmentBytes: 64 << 10, SegmentRecords: 200,
 		NakDelay: 5 * time.Millisecond, RetryMin: time.Millisecond, RetryMax: 20 * time.Millisecond,
-	}
+	}}
 }
 
 // checkExactlyOnce asserts the archive verifies and holds exactly ids, each
@@ -85,10 +97,10 @@ func TestArchiverAcknowledgesOnlyDurableRecords(t *testing.T) {
 	var ackErr error
 	var mu sync.Mutex
 	src.onAck = func(data []byte) error {
-		r, err := Decode(data)
+		r, err := audit.Decode(data)
 		if err == nil {
 			var body []byte
-			if body, err = Encode(r); err == nil && !fsys.isDurable(body) {
+			if body, err = audit.Encode(r); err == nil && !fsys.isDurable(body) {
 				err = errors.New("acknowledged before fsync: " + r.ID)
 			}
 		}
@@ -116,12 +128,12 @@ func TestArchiverAcknowledgesOnlyDurableRecords(t *testing.T) {
 	src.Publish([]byte(`{"not":"a record"}`))
 	// A different record claiming an archived place (a capture bug) is
 	// dead-lettered, neither archived nor acknowledged as a duplicate.
-	impostor, err := Decode(w.recs[3])
+	impostor, err := audit.Decode(w.recs[3])
 	if err != nil {
 		t.Fatal(err)
 	}
 	impostor.ID = "impostor"
-	ib, _ := Encode(impostor)
+	ib, _ := audit.Encode(impostor)
 	src.Publish(ib)
 	r := startArchiver(t, smallConfig(dir, fsys), src)
 	src.waitAcked(t, w.ids)
@@ -134,11 +146,11 @@ func TestArchiverAcknowledgesOnlyDurableRecords(t *testing.T) {
 	if src.rejected != 2 || src.acks["impostor"] != 0 {
 		t.Fatalf("%d messages rejected, want the malformed one and the impostor", src.rejected)
 	}
-	st, err := Replay(dir)
+	st, err := audit.Replay(archive.Records{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := Diff(st, want); len(d) > 0 {
+	if d := audit.Diff(st, want); len(d) > 0 {
 		t.Fatalf("replay differs from the workload: %v", d)
 	}
 	if n := metricValue(t, r.reg, "buzzer_audit_records_archived_total"); n != float64(len(w.recs)) {
@@ -288,7 +300,7 @@ func TestArchiverStalledVolumeBacksUpUpstreamAndDrains(t *testing.T) {
 		t.Fatalf("up to %d bytes were delivered and unacknowledged, bound %d", maxOut, cfg.MaxBufferBytes)
 	}
 	checkExactlyOnce(t, dir, w.ids)
-	if _, err := Replay(dir); err != nil {
+	if _, err := audit.Replay(archive.Records{Dir: dir}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -333,7 +345,7 @@ func TestArchiverRefusesADamagedArchive(t *testing.T) {
 	r.stop(t)
 	checkExactlyOnce(t, dir, w.ids)
 	flipFirstRecordOfLastSegment(t, dir)
-	a, err := NewArchiver(smallConfig(dir, nil), src, testKey(), nil, nil)
+	a, err := newArchiver(smallConfig(dir, nil), src, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,8 +355,8 @@ func TestArchiverRefusesADamagedArchive(t *testing.T) {
 }
 
 func TestConfigDefaultsAndValidation(t *testing.T) {
-	c := Config{Dir: "/x"}.WithDefaults()
-	if c != DefaultConfig("/x") {
+	c := audit.Config{Dir: "/x"}.WithDefaults()
+	if c != audit.DefaultConfig("/x") {
 		t.Fatalf("WithDefaults = %+v", c)
 	}
 	if c.FlushAge != time.Second || c.FlushBytes != 256<<10 || c.MaxBufferBytes != 50<<20 {
@@ -353,11 +365,11 @@ func TestConfigDefaultsAndValidation(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	for name, bad := range map[string]Config{
-		"no dir":           DefaultConfig(""),
-		"flush > buffer":   func() Config { c := DefaultConfig("/x"); c.FlushBytes = c.MaxBufferBytes + 1; return c }(),
-		"buffer too small": func() Config { c := DefaultConfig("/x"); c.MaxBufferBytes = c.MaxRecordBytes; return c }(),
-		"negative age":     func() Config { c := DefaultConfig("/x"); c.FlushAge = -1; return c }(),
+	for name, bad := range map[string]audit.Config{
+		"no dir":           audit.DefaultConfig(""),
+		"flush > buffer":   func() audit.Config { c := audit.DefaultConfig("/x"); c.FlushBytes = c.MaxBufferBytes + 1; return c }(),
+		"buffer too small": func() audit.Config { c := audit.DefaultConfig("/x"); c.MaxBufferBytes = c.MaxRecordBytes; return c }(),
+		"negative age":     func() audit.Config { c := audit.DefaultConfig("/x"); c.FlushAge = -1; return c }(),
 	} {
 		if err := bad.Validate(); err == nil {
 			t.Errorf("%s: accepted", name)

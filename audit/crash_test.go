@@ -1,4 +1,4 @@
-package audit
+package audit_test
 
 import (
 	"bufio"
@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/buzzer-bet/buzzer/archive"
+	"github.com/buzzer-bet/buzzer/audit"
 )
 
 // The crash test re-executes this test binary as an archiver child; TestMain
@@ -43,13 +44,13 @@ func crashRecordSet() ([][]byte, []string) {
 	for i := 0; i < crashRecords; i++ {
 		pl := fmt.Sprintf("p%d", i%10)
 		seq[pl]++
-		r := &Record{ID: fmt.Sprintf("crash-%04d", i), Jurisdiction: "US-PA", Component: ComponentWallet, Key: pl, Seq: seq[pl],
-			Time: t0.Add(time.Duration(i) * time.Millisecond), Type: TypeLedgerTransaction}
-		if err := r.SetPayload(LedgerTransaction{TxID: r.ID, Kind: "deposit", Player: pl, EffectKey: "e-" + r.ID,
-			Postings: []Posting{{acct(pl), "USD", 100}, {"house|US-PA|USD|cashier|0", "USD", -100}}}); err != nil {
+		r := &audit.Record{ID: fmt.Sprintf("crash-%04d", i), Jurisdiction: "US-PA", Component: audit.ComponentWallet, Key: pl, Seq: seq[pl],
+			Time: t0.Add(time.Duration(i) * time.Millisecond), Type: audit.TypeLedgerTransaction}
+		if err := r.SetPayload(audit.LedgerTransaction{TxID: r.ID, Kind: "deposit", Player: pl, EffectKey: "e-" + r.ID,
+			Postings: []audit.Posting{{acct(pl), "USD", 100}, {"house|US-PA|USD|cashier|0", "USD", -100}}}); err != nil {
 			panic(err)
 		}
-		b, err := Encode(r)
+		b, err := audit.Encode(r)
 		if err != nil {
 			panic(err)
 		}
@@ -100,7 +101,7 @@ func crashChild(dir string, tear int) int {
 	recs, _ := crashRecordSet()
 	src := newMemSource()
 	src.onAck = func(data []byte) error {
-		r, err := Decode(data)
+		r, err := audit.Decode(data)
 		if err != nil {
 			return err
 		}
@@ -113,7 +114,7 @@ func crashChild(dir string, tear int) int {
 	cfg := smallConfig(dir, &tearFS{tear: tear})
 	cfg.SegmentRecords = 25
 	cfg.FlushBytes = 2 << 10
-	a, err := NewArchiver(cfg, src, testKey(), nil, nil)
+	a, err := newArchiver(cfg, src, nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
@@ -191,7 +192,7 @@ func TestArchiverSIGKILLMidFlushLosesAndDuplicatesNothing(t *testing.T) {
 		}
 
 		// Recover as the next archiver would, then check the archive.
-		w, err := archive.Open(dir, archive.Options{Key: testKey(), Identify: identify})
+		w, err := archive.Open(dir, archive.Options{Key: testKey(), Identify: archive.IdentifyRecord})
 		if err != nil {
 			t.Fatalf("round %d: reopening after SIGKILL: %v", round, err)
 		}

@@ -1,12 +1,16 @@
 // Package audit owns Buzzer's compliance trail: the record format every
 // captured change is written in, the archiver that moves records from the
-// audit stream into the write-once, hash-chained archive (package archive),
-// Verify, and Replay, which rebuilds balances, bets, market results, RNG log
-// sizes and table sequences from the archive alone.
+// audit stream into a write-once, hash-chained log, the Checker that verify
+// runs over every archived record, and Replay, which rebuilds balances,
+// bets, market results, RNG log sizes and table sequences from the archive
+// alone.
 //
-// It must never import a database engine, a stream client or a transport:
-// the stream is the Source interface and the store comparison the
-// StateReader interface, both implemented by engine packages. It must never
+// It must never import a database engine, a stream client, a transport or
+// the archive's file engine: the stream is the Source interface, the log
+// the Log/LogOpener/Records interfaces (package archive implements them and
+// owns the file format, seal keys and segment verification) and the store
+// comparison the StateReader interface, all implemented by engine packages.
+// It must never
 // acknowledge a record before the flush holding it has been fsynced, never
 // drop a record (a full buffer stops consumption instead), and never sit on
 // the bet-placement path: capture writes into the wallet's own transaction

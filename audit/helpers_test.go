@@ -1,4 +1,4 @@
-package audit
+package audit_test
 
 import (
 	"bytes"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/buzzer-bet/buzzer"
 	"github.com/buzzer-bet/buzzer/archive"
+	"github.com/buzzer-bet/buzzer/audit"
 )
 
 // memSource simulates a work-queue stream (JetStream's pull consumer
@@ -62,7 +63,7 @@ func (s *memSource) signal() {
 // Publish appends a message; it never blocks on the consumer.
 func (s *memSource) Publish(data []byte) {
 	id := ""
-	if r, err := Decode(data); err == nil {
+	if r, err := audit.Decode(data); err == nil {
 		id = r.ID
 	}
 	s.mu.Lock()
@@ -71,12 +72,12 @@ func (s *memSource) Publish(data []byte) {
 	s.mu.Unlock()
 }
 
-func (s *memSource) Fetch(ctx context.Context, maxMessages, maxBytes int) ([]Message, error) {
+func (s *memSource) Fetch(ctx context.Context, maxMessages, maxBytes int) ([]audit.Message, error) {
 	for {
 		s.mu.Lock()
 		s.fetches++
 		now := time.Now()
-		var out []Message
+		var out []audit.Message
 		bytes := 0
 		wake := 50 * time.Millisecond
 		for s.first < len(s.msgs) && s.msgs[s.first].state >= msgAcked {
@@ -369,17 +370,17 @@ func newWorkload(t *testing.T) *workload {
 	return &workload{t: t, seqs: map[string]uint64{}, now: time.Date(2026, 2, 8, 23, 30, 0, 0, time.UTC)}
 }
 
-func (w *workload) add(c Component, key, typ string, payload any) []byte {
+func (w *workload) add(c audit.Component, key, typ string, payload any) []byte {
 	w.t.Helper()
 	w.n++
 	sk := string(c) + "/" + key
 	w.seqs[sk]++
 	w.now = w.now.Add(time.Millisecond)
-	r := &Record{ID: fmt.Sprintf("rec-%06d", w.n), Jurisdiction: "US-NJ", Component: c, Key: key, Seq: w.seqs[sk], Time: w.now, Type: typ}
+	r := &audit.Record{ID: fmt.Sprintf("rec-%06d", w.n), Jurisdiction: "US-NJ", Component: c, Key: key, Seq: w.seqs[sk], Time: w.now, Type: typ}
 	if err := r.SetPayload(payload); err != nil {
 		w.t.Fatal(err)
 	}
-	b, err := Encode(r)
+	b, err := audit.Encode(r)
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -390,7 +391,7 @@ func (w *workload) add(c Component, key, typ string, payload any) []byte {
 
 // push appends a record built by one of the contract constructors, checking
 // that it continues its stream key densely.
-func (w *workload) push(r *Record, err error) {
+func (w *workload) push(r *audit.Record, err error) {
 	w.t.Helper()
 	if err != nil {
 		w.t.Fatal(err)
@@ -400,7 +401,7 @@ func (w *workload) push(r *Record, err error) {
 	if r.Seq != w.seqs[sk] {
 		w.t.Fatalf("constructor gave %s seq %d, want %d", sk, r.Seq, w.seqs[sk])
 	}
-	b, err := Encode(r)
+	b, err := audit.Encode(r)
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -418,62 +419,62 @@ func acct(player string) string { return player + "|US-NJ|USD|cash|0" }
 
 func house(bucket int) string { return fmt.Sprintf("house|US-NJ|USD|stakes|%d", bucket) }
 
-func (w *workload) ledger(player string, tx LedgerTransaction) {
+func (w *workload) ledger(player string, tx audit.LedgerTransaction) {
 	id, at := w.nextID()
-	w.push(NewLedgerTransaction(id, "US-NJ", w.seqs[string(ComponentWallet)+"/"+player]+1, at, tx))
+	w.push(audit.NewLedgerTransaction(id, "US-NJ", w.seqs[string(audit.ComponentWallet)+"/"+player]+1, at, tx))
 }
 
 func (w *workload) deposit(player string, amt buzzer.Amount) {
-	w.ledger(player, LedgerTransaction{
+	w.ledger(player, audit.LedgerTransaction{
 		TxID: fmt.Sprintf("tx-%d", w.n+1), Kind: "deposit", Player: player, EffectKey: fmt.Sprintf("dep-%d", w.n+1),
-		Postings: []Posting{{acct(player), "USD", amt}, {"house|US-NJ|USD|cashier|0", "USD", -amt}},
+		Postings: []audit.Posting{{acct(player), "USD", amt}, {"house|US-NJ|USD|cashier|0", "USD", -amt}},
 	})
 }
 
 func (w *workload) bet(player, betID string, stake buzzer.Amount) {
-	w.ledger(player, LedgerTransaction{
+	w.ledger(player, audit.LedgerTransaction{
 		TxID: "tx-" + betID, Kind: "bet_placed", Player: player, Reference: betID, EffectKey: "place-" + betID,
-		Postings: []Posting{{acct(player), "USD", -stake}, {house(len(betID) % 4), "USD", stake}},
+		Postings: []audit.Posting{{acct(player), "USD", -stake}, {house(len(betID) % 4), "USD", stake}},
 	})
 	id, at := w.nextID()
-	w.push(NewBetPlaced(id, "US-NJ", at, BetPlaced{BetID: betID, Player: player, Currency: "USD", Stake: stake,
+	w.push(audit.NewBetPlaced(id, "US-NJ", at, audit.BetPlaced{BetID: betID, Player: player, Currency: "USD", Stake: stake,
 		PotentialPayout: stake * 2, TxID: "tx-" + betID,
-		Legs: []BetLeg{{EventID: "ev1", MarketID: "m1", SelectionID: "home", Price: 20000}}}))
+		Legs: []audit.BetLeg{{EventID: "ev1", MarketID: "m1", SelectionID: "home", Price: 20000}}}))
 }
 
 func (w *workload) settle(player, betID string, rev uint64, payout, delta buzzer.Amount) {
 	txID := ""
 	if delta != 0 {
 		txID = fmt.Sprintf("tx-%s-r%d", betID, rev)
-		w.ledger(player, LedgerTransaction{
+		w.ledger(player, audit.LedgerTransaction{
 			TxID: txID, Kind: "bet_settled", Player: player, Reference: betID, EffectKey: fmt.Sprintf("settle-%s-%d", betID, rev),
-			Postings: []Posting{{acct(player), "USD", delta}, {house(len(betID) % 4), "USD", -delta}},
+			Postings: []audit.Posting{{acct(player), "USD", delta}, {house(len(betID) % 4), "USD", -delta}},
 		})
 	}
 	id, at := w.nextID()
-	w.push(NewBetSettled(id, "US-NJ", at, BetSettled{BetID: betID, Revision: rev, Status: "settled", Payout: payout, TxID: txID}))
+	w.push(audit.NewBetSettled(id, "US-NJ", at, audit.BetSettled{BetID: betID, Revision: rev, Status: "settled", Payout: payout, TxID: txID}))
 }
 
 func (w *workload) market(market string, version int64) {
 	id, at := w.nextID()
-	w.push(NewMarketSettled(id, "US-NJ", w.seqs[string(ComponentSettlement)+"/"+market]+1, at,
-		MarketSettled{MarketID: market, ResultVersion: version, Outcomes: []byte(`[{"selection":"home","result":"won"}]`)}))
+	w.push(audit.NewMarketSettled(id, "US-NJ", w.seqs[string(audit.ComponentSettlement)+"/"+market]+1, at,
+		audit.MarketSettled{MarketID: market, ResultVersion: version, Outcomes: []byte(`[{"selection":"home","result":"won"}]`)}))
 }
 
 func (w *workload) draw(log string) {
 	id, at := w.nextID()
-	w.push(NewRNGDraw(id, "US-NJ", at, RNGDraw{DrawID: "draw-" + id, Log: log, Index: w.seqs[string(ComponentRNG)+"/"+log], Purpose: "shuffle"}))
+	w.push(audit.NewRNGDraw(id, "US-NJ", at, audit.RNGDraw{DrawID: "draw-" + id, Log: log, Index: w.seqs[string(audit.ComponentRNG)+"/"+log], Purpose: "shuffle"}))
 }
 
 func (w *workload) table(table, action string) {
 	id, at := w.nextID()
-	w.push(NewTableEvent(id, "US-NJ", at, TableEvent{TableID: table, TableSeq: w.seqs[string(ComponentTable)+"/"+table] + 1, Action: action}))
+	w.push(audit.NewTableEvent(id, "US-NJ", at, audit.TableEvent{TableID: table, TableSeq: w.seqs[string(audit.ComponentTable)+"/"+table] + 1, Action: action}))
 }
 
 // mixed builds a varied workload of roughly n records and returns the state
 // it must replay to, computed independently of State.Apply.
-func (w *workload) mixed(players, rounds int) State {
-	want := State{Balances: map[string]buzzer.Amount{}, Bets: map[string]BetState{}, Markets: map[string]int64{},
+func (w *workload) mixed(players, rounds int) audit.State {
+	want := audit.State{Balances: map[string]buzzer.Amount{}, Bets: map[string]audit.BetState{}, Markets: map[string]int64{},
 		RNGLogs: map[string]uint64{}, Tables: map[string]uint64{}}
 	move := func(a string, amt buzzer.Amount) { want.Balances[a] += amt }
 	for p := 0; p < players; p++ {
@@ -490,7 +491,7 @@ func (w *workload) mixed(players, rounds int) State {
 			w.bet(pl, betID, stake)
 			move(acct(pl), -stake)
 			move(house(len(betID)%4), stake)
-			bs := BetState{Player: pl, Currency: "USD", Stake: stake, Status: "open"}
+			bs := audit.BetState{Player: pl, Currency: "USD", Stake: stake, Status: "open"}
 			switch (p + r) % 3 {
 			case 0: // won, later resettled as lost
 				w.settle(pl, betID, 1, 2*stake, 2*stake)
@@ -526,12 +527,12 @@ func testPub() ed25519.PublicKey { return testKey().Public().(ed25519.PublicKey)
 // archivedIDs reads every record id in the verified archive, in order.
 func archivedIDs(t *testing.T, dir string) []string {
 	t.Helper()
-	if _, err := Verify(dir, testPub()); err != nil {
+	if _, err := archive.VerifyRecords(nil, dir, testPub()); err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
 	var ids []string
 	if _, err := archive.Walk(nil, dir, nil, 0, func(ri archive.RecordInfo) error {
-		r, err := Decode(ri.Body)
+		r, err := audit.Decode(ri.Body)
 		if err != nil {
 			return err
 		}

@@ -12,7 +12,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/buzzer-bet/buzzer"
-	"github.com/buzzer-bet/buzzer/archive"
 )
 
 // Component names the part of Buzzer a record comes from.
@@ -58,7 +57,7 @@ const (
 	MaxKeyBytes     = 256
 	MaxTypeBytes    = 64
 	maxJSONDepth    = 32
-	maxJurisdiction = 32
+	maxJurisdiction = 64
 )
 
 // StreamKey is the ordering and de-duplication key: records with the same
@@ -77,7 +76,7 @@ func (r *Record) Validate() error {
 	case len(r.ID) == 0 || len(r.ID) > MaxIDBytes || !printableASCII(r.ID):
 		return invalid("audit record id must be 1..%d printable ASCII characters", MaxIDBytes)
 	case len(r.Jurisdiction) == 0 || len(r.Jurisdiction) > maxJurisdiction || !token(r.Jurisdiction, false):
-		return invalid("audit record %s: jurisdiction must be 1..%d of A-Z a-z 0-9 _ -", r.ID, maxJurisdiction)
+		return invalid("audit record %s: jurisdiction must be 1..%d of A-Z a-z 0-9 _ - . :", r.ID, maxJurisdiction)
 	case !r.Component.Valid():
 		return invalid("audit record %s: unknown component %q", r.ID, r.Component)
 	case len(r.Key) == 0 || len(r.Key) > MaxKeyBytes || !utf8.ValidString(r.Key) || hasControl(r.Key):
@@ -116,7 +115,7 @@ func token(s string, lowerType bool) bool {
 		switch {
 		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '_':
 		case lowerType && c == '.':
-		case !lowerType && (c >= 'A' && c <= 'Z' || c == '-'):
+		case !lowerType && (c >= 'A' && c <= 'Z' || c == '-' || c == '.' || c == ':'):
 		default:
 			return false
 		}
@@ -209,15 +208,6 @@ func DecodeCanonical(b []byte) (*Record, error) {
 		return nil, invalid("audit record %q is not in canonical form", r.ID)
 	}
 	return r, nil
-}
-
-// identify is the archive's view of a record.
-func identify(b []byte) (archive.Meta, error) {
-	r, err := Decode(b)
-	if err != nil {
-		return archive.Meta{}, err
-	}
-	return archive.Meta{ID: r.ID, Key: r.StreamKey(), Seq: r.Seq}, nil
 }
 
 // canonicalObject re-encodes one JSON object canonically: keys sorted by

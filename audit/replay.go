@@ -7,7 +7,6 @@ import (
 	"strconv"
 
 	"github.com/buzzer-bet/buzzer"
-	"github.com/buzzer-bet/buzzer/archive"
 )
 
 // BetState is a bet as the archive says it is.
@@ -219,18 +218,14 @@ func addAmounts(a, b buzzer.Amount) (buzzer.Amount, bool) {
 	return s, true
 }
 
-// Replay rebuilds the state from the archive in dir alone. It checks every
-// frame and chain link on the way (seal signatures need the key: use Verify
-// for those) and fails on the first record that breaks the payload
-// contract, naming its file and offset.
-func Replay(dir string) (State, error) {
-	return replay(nil, dir)
-}
-
-func replay(fsys archive.FS, dir string) (State, error) {
+// Replay rebuilds the state from archived records alone (for an archive
+// directory: archive.Records). The records' integrity is checked on the
+// way by recs; Replay fails on the first record that is not canonical or
+// breaks the payload contract, and recs names where it is.
+func Replay(recs Records) (State, error) {
 	s := NewState()
-	_, err := archive.Walk(fsys, dir, nil, archive.MaxRecordBytesLimit, func(ri archive.RecordInfo) error {
-		r, err := DecodeCanonical(ri.Body)
+	err := recs.Walk(func(b []byte) error {
+		r, err := DecodeCanonical(b)
 		if err != nil {
 			return err
 		}
