@@ -819,7 +819,12 @@ func testPurge(t *testing.T, s wallet.Store) {
 // testOneKeyMany sends n concurrent identical requests with one key: exactly
 // one effect, and every answer is 409 in flight or the byte-identical replay.
 func testOneKeyMany(t *testing.T, s wallet.Store, n int) {
-	e := NewEnv(t, s, nil)
+	// Hundreds of queued transactions on a single-writer store under -race on
+	// a loaded machine can outlast the default 10 s effect bound; this test is
+	// about one effect per key, not about that bound.
+	cfg := wallet.DefaultConfig()
+	cfg.EffectTimeout = 2 * time.Minute
+	e := NewEnv(t, s, &cfg)
 	ctx := context.Background()
 	e.Deposit(t, "p1", 10_000)
 	req := single("ev1", "m1", "s1", 20000, 100)
@@ -870,6 +875,7 @@ func testOneKeyMany(t *testing.T, s wallet.Store, n int) {
 func testConcurrentNewKeys(t *testing.T, s wallet.Store) {
 	cfg := wallet.DefaultConfig()
 	cfg.Buckets = 2
+	cfg.EffectTimeout = 2 * time.Minute // see testOneKeyMany
 	e := NewEnv(t, s, &cfg)
 	ctx := context.Background()
 	var wg sync.WaitGroup
