@@ -92,6 +92,13 @@
 // implementation forwards it), never on the stream's own publish
 // acknowledgement.
 //
+// Capture and relay (capture.go, relay.go; docs/audit.md): stores write
+// records through an Outbox inside the changing transaction (Prepare gives
+// each the next sequence of its stream key); Relay publishes them to the
+// Stream and deletes them from the store's CaptureStore only when the
+// archiver's acknowledgement floor has passed them while the stream still
+// held them, re-sending whatever the stream lost.
+//
 // A record the archiver can never write (malformed, oversized) is rejected
 // to the Source's dead letters; later records on its stream key then wait
 // (Nak) for a predecessor that cannot come, visible as a rising

@@ -21,6 +21,11 @@ type Captured struct {
 	Seq          uint64
 	Data         []byte // the canonical encoding
 	CapturedAt   time.Time
+	// Resends counts how often the stream lost the record after
+	// acknowledging it. A re-send must not be taken for a duplicate of the
+	// lost message by the stream's de-duplication window (the archiver
+	// de-duplicates by record id regardless).
+	Resends int
 }
 
 // Ack is the stream's acknowledgement of one published record: the stream

@@ -208,4 +208,3 @@ func splitHostPort(hp string) (string, int, error) {
 	}
 	return host, port, nil
 }
-

@@ -136,8 +136,12 @@ func RunCaptureStoreTests(t *testing.T, newCapture func(t *testing.T) Capture) {
 		// The stream lost its tail (last sequence 2): the record it held at
 		// 3 is pending again.
 		release(audit.Progress{First: 1, Last: 2, Archived: 2}, 0, 1)
-		if n := len(pending(t, c.Outbox)); n != 4 {
-			t.Fatalf("%d pending, want 4", n)
+		resent := 0
+		for _, cp := range pending(t, c.Outbox) {
+			resent += cp.Resends
+		}
+		if n := len(pending(t, c.Outbox)); n != 4 || resent != 1 {
+			t.Fatalf("%d pending (%d re-sends counted), want 4 (1)", n, resent)
 		}
 		cs = pending(t, c.Outbox)
 		mark(0, 3, 4)

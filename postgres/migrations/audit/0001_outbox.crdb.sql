@@ -1,0 +1,26 @@
+-- CockroachDB variant: the time-ordered and stream-ordered secondary indexes
+-- are hash-sharded so inserts spread over ranges instead of appending to one.
+-- The audit capture: a transactional outbox written in the same transaction
+-- as every captured change, and the per-stream-key sequence counters that
+-- order it. A row leaves audit_outbox only when the archiver's
+-- acknowledgement floor on the audit stream has passed it (docs/audit.md).
+
+CREATE TABLE IF NOT EXISTS audit_sequences (
+    stream_key TEXT NOT NULL,
+    seq        BIGINT NOT NULL CHECK (seq > 0),
+    CONSTRAINT audit_sequences_pkey PRIMARY KEY (stream_key)
+);
+
+CREATE TABLE IF NOT EXISTS audit_outbox (
+    stream_key   TEXT NOT NULL,
+    seq          BIGINT NOT NULL CHECK (seq > 0),
+    id           TEXT NOT NULL,
+    jurisdiction TEXT NOT NULL,
+    record       BYTEA NOT NULL,
+    captured_at  TIMESTAMPTZ NOT NULL,
+    stream_seq   BIGINT,
+    resends      INT NOT NULL DEFAULT 0,
+    CONSTRAINT audit_outbox_pkey PRIMARY KEY (stream_key, seq)
+);
+CREATE INDEX IF NOT EXISTS audit_outbox_pending ON audit_outbox (captured_at, stream_key, seq) USING HASH;
+CREATE INDEX IF NOT EXISTS audit_outbox_sent ON audit_outbox (stream_seq) USING HASH;
