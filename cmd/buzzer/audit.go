@@ -74,11 +74,10 @@ func (c AuditConfig) archiver() audit.Config {
 		SegmentBytes: c.SegmentBytes}.WithDefaults()
 }
 
-// auditSettings is the node's audit configuration. Until Config carries an
-// Audit section it is DefaultAuditConfig under the data dir (the lead's
-// wiring replaces the first line with `a := cfg.Audit`).
+// auditSettings is the node's audit configuration with its paths resolved
+// under the data dir.
 func auditSettings(cfg *Config) AuditConfig {
-	a := DefaultAuditConfig()
+	a := cfg.Audit
 	a.resolve(cfg.DataDir)
 	return a
 }

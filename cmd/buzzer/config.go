@@ -44,6 +44,8 @@ type Config struct {
 	RNG          RNGConfig       `yaml:"rng"`
 	Wallet       wallet.Config   `yaml:"wallet"`
 	Odds         OddsConfig      `yaml:"odds"`
+	Tables       TablesConfig    `yaml:"tables"`
+	Audit        AuditConfig     `yaml:"audit"`
 }
 
 // RNGConfig configures the RNG service and its signed log.
@@ -80,6 +82,8 @@ func DefaultConfig() Config {
 		RNG:          RNGConfig{MaxBatch: 256, CheckpointInterval: time.Second, CheckpointEvery: 1000},
 		Wallet:       wallet.DefaultConfig(),
 		Odds:         DefaultOddsConfig(),
+		Tables:       DefaultTablesConfig(),
+		Audit:        DefaultAuditConfig(),
 		Log:          LogConfig{Level: "info", Format: "json"},
 		HTTP:         httpapi.DefaultConfig(),
 		NATS:         nats.DefaultConfig(),
@@ -100,6 +104,7 @@ func (c *Config) resolve() {
 	if c.RNG.Origin == "" {
 		c.RNG.Origin = "buzzer.local/rng/" + c.Jurisdiction
 	}
+	c.Audit.resolve(c.DataDir)
 	if c.RNG.KeyFile == "" {
 		c.RNG.KeyFile = filepath.Join(c.DataDir, "keys", "rng.key")
 	}
@@ -125,6 +130,12 @@ func (c *Config) Validate() error {
 		return buzzer.Errorf(buzzer.EINVALID, "rng.checkpoint_interval and rng.checkpoint_every must be > 0")
 	}
 	if err := c.Odds.Validate(); err != nil {
+		return err
+	}
+	if err := c.Tables.Validate(); err != nil {
+		return err
+	}
+	if err := c.Audit.Validate(); err != nil {
 		return err
 	}
 	w := c.Wallet
@@ -203,6 +214,8 @@ func (cf *configFlags) bind() {
 	fs.StringVar(&c.HTTP.AdminAddr, "admin-addr", c.HTTP.AdminAddr, "admin listener address (metrics, pprof, operator API)")
 	fs.DurationVar(&c.HTTP.DrainTimeout, "drain-timeout", c.HTTP.DrainTimeout, "how long shutdown waits for in-flight requests")
 	fs.StringVar(&c.NATS.URL, "nats-url", c.NATS.URL, "external NATS URL (default: embedded JetStream)")
+	fs.StringVar(&c.Audit.Dir, "audit-dir", c.Audit.Dir, "audit archive directory (default DATA_DIR/audit)")
+	fs.StringVar(&c.Tables.RedisURL, "redis-url", c.Tables.RedisURL, "Redis for live tables' state and leases (default: in-process memory)")
 	fs.StringVar(&c.Log.Level, "log-level", c.Log.Level, "debug, info, warn or error")
 	fs.StringVar(&c.Log.Format, "log-format", c.Log.Format, "json or text")
 }

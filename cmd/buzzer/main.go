@@ -43,7 +43,7 @@ func commands() map[string]command {
 		"ledger check":    {"verify the ledger invariants of a store (exit 1 on any violation)", runLedgerCheck},
 	}
 	// Each part's commands live in its own file.
-	for _, set := range []map[string]command{rngCommands(), auditCommands(), gatewayCommands()} {
+	for _, set := range []map[string]command{rngCommands(), auditCommands(), gatewayCommands(), oddsCommands(), tableCommands()} {
 		maps.Copy(cmds, set)
 	}
 	return cmds

@@ -22,6 +22,7 @@ import (
 	"github.com/buzzer-bet/buzzer/postgres"
 	"github.com/buzzer-bet/buzzer/rng"
 	"github.com/buzzer-bet/buzzer/sqlite"
+	"github.com/buzzer-bet/buzzer/table"
 	"github.com/buzzer-bet/buzzer/wallet"
 )
 
@@ -98,6 +99,7 @@ type node struct {
 	rng    *rng.Service
 	odds   *odds.Engine
 	wallet *wallet.Service
+	tables *table.Service
 	// closers run in reverse order at shutdown, after the listeners drained.
 	closers []func()
 }
@@ -169,15 +171,22 @@ func buildNode(ctx context.Context, cfg *Config, log *slog.Logger) (_ *node, err
 	n.onClose(func() { _ = n.rng.Close() })
 	n.http.MountRNG(n.rng)
 
-	if n.odds, err = startOddsPipeline(ctx, cfg.Odds, n.nats, n.reg, log, n.onClose); err != nil {
+	if n.odds, err = startOdds(ctx, n); err != nil {
 		return nil, err
 	}
 	n.http.MountCatalog(n.odds)
+	if err := startAudit(ctx, n); err != nil {
+		return nil, err
+	}
 	prices := livePrices{engine: n.odds, inPlayDelay: cfg.Odds.InPlayBetDelay}
 	if n.wallet, err = startWallet(ctx, cfg, n.store, prices, log, n.onClose); err != nil {
 		return nil, err
 	}
 	n.http.MountWallet(n.wallet)
+	if n.tables, err = startTables(ctx, n, tableWallet{svc: n.wallet}); err != nil {
+		return nil, err
+	}
+	n.http.MountTables(n.tables)
 	n.http.AddReadyCheck("store", n.store.ping)
 	n.http.AddReadyCheck("nats", n.nats.Ping)
 	return n, nil

@@ -13,6 +13,7 @@ import (
 	"github.com/buzzer-bet/buzzer"
 	"github.com/buzzer-bet/buzzer/postgres"
 	"github.com/buzzer-bet/buzzer/sqlite"
+	"github.com/buzzer-bet/buzzer/table"
 	"github.com/buzzer-bet/buzzer/wallet"
 )
 
@@ -24,13 +25,22 @@ func walletStore(s *store) wallet.Store {
 	return sqlite.NewWalletStore(s.lite)
 }
 
+// auditedWalletStore is the wallet store whose every change also writes its
+// audit record in the same transaction (the outbox the audit relay drains).
+func auditedWalletStore(s *store, jurisdiction string) wallet.Store {
+	if s.pg != nil {
+		return postgres.NewAuditedWalletStore(s.pg, jurisdiction)
+	}
+	return sqlite.NewAuditedWalletStore(s.lite, jurisdiction)
+}
+
 // startWallet builds the wallet service on the node's store, finishes any
 // settlement a crash interrupted, and runs the idempotency-key purger until
 // shutdown.
 func startWallet(ctx context.Context, cfg *Config, s *store, prices wallet.PriceSource, log *slog.Logger, onClose func(func())) (*wallet.Service, error) {
 	wcfg := cfg.Wallet
 	wcfg.Jurisdiction = cfg.Jurisdiction
-	svc, err := wallet.New(wcfg, wallet.Deps{Store: walletStore(s), Prices: prices})
+	svc, err := wallet.New(wcfg, wallet.Deps{Store: auditedWalletStore(s, cfg.Jurisdiction), Prices: prices})
 	if err != nil {
 		return nil, err
 	}
@@ -91,4 +101,33 @@ func runLedgerCheck(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	fmt.Fprintln(stdout, "ledger check: PASS")
 	return nil
+}
+
+// tableWallet moves live tables' money through the wallet: a stake or a
+// payout is one idempotent ledger transaction under the table's key.
+type tableWallet struct{ svc *wallet.Service }
+
+var _ table.Wallet = tableWallet{}
+
+func (w tableWallet) Debit(ctx context.Context, op table.WalletOp) error {
+	_, err := w.svc.TableStake(ctx, op.Player, op.Key, tableMoney(op))
+	return tableWalletErr(err)
+}
+
+func (w tableWallet) Credit(ctx context.Context, op table.WalletOp) error {
+	_, err := w.svc.TablePayout(ctx, op.Player, op.Key, tableMoney(op))
+	return tableWalletErr(err)
+}
+
+func tableMoney(op table.WalletOp) wallet.TableMoneyRequest {
+	return wallet.TableMoneyRequest{Amount: op.Amount, Currency: op.Currency, Reference: op.Key}
+}
+
+// tableWalletErr keeps the table's contract: a key still in flight is an
+// unknown outcome (retry with the same key), not a refusal.
+func tableWalletErr(err error) error {
+	if err != nil && buzzer.ErrorReason(err) == "idempotency_key_in_flight" {
+		return buzzer.Wrap(err, buzzer.EUNAVAILABLE, "the table movement is still in flight")
+	}
+	return err
 }
