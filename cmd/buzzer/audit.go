@@ -266,14 +266,7 @@ func runAuditReplay(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	cfg := DefaultConfig()
-	cfg.Store = *storeURL
-	cfg.DataDir = "."
-	cfg.resolve()
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
-	s, err := openStore(ctx, &cfg)
+	s, err := openStoreURL(ctx, *storeURL)
 	if err != nil {
 		return err
 	}

@@ -57,6 +57,28 @@ func openStore(ctx context.Context, cfg *Config) (*store, error) {
 	return &store{pg: db}, nil
 }
 
+// openStoreURL opens an existing store for an offline tool (ledger check,
+// rng audit, audit replay) with default settings. A tool never creates a
+// store: a missing SQLite file is an error rather than a new empty database.
+func openStoreURL(ctx context.Context, storeURL string) (*store, error) {
+	if storeURL == "" {
+		return nil, buzzer.Errorf(buzzer.EINVALID, "--store is required")
+	}
+	cfg := DefaultConfig()
+	cfg.Store = storeURL
+	cfg.DataDir = "."
+	cfg.resolve()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if p, ok := sqlite.PathFromURL(cfg.Store); ok {
+		if _, err := os.Stat(p); err != nil {
+			return nil, buzzer.Wrap(err, buzzer.EINVALID, "--store: no SQLite store at %s", p)
+		}
+	}
+	return openStore(ctx, &cfg)
+}
+
 func (s *store) migrate(ctx context.Context) error {
 	if s.pg != nil {
 		return s.pg.Migrate(ctx)

@@ -67,17 +67,7 @@ func runLedgerCheck(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
-	if *storeURL == "" {
-		return buzzer.Errorf(buzzer.EINVALID, "--store is required")
-	}
-	cfg := DefaultConfig()
-	cfg.Store = *storeURL
-	cfg.DataDir = "."
-	cfg.resolve()
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
-	s, err := openStore(ctx, &cfg)
+	s, err := openStoreURL(ctx, *storeURL)
 	if err != nil {
 		return err
 	}

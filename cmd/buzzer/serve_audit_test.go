@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/buzzer-bet/buzzer/sqlite"
+	"github.com/buzzer-bet/buzzer/wallet"
+)
+
+// TestServeNodeAuditsItsMoney: the node `serve` builds writes every wallet
+// change through the audited store, and its own archiver and relay carry
+// them into the archive, which then replays to exactly the store.
+func TestServeNodeAuditsItsMoney(t *testing.T) {
+	ctx := context.Background()
+	cfg := DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.HTTP.HTTPAddr, cfg.HTTP.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Odds.Football, cfg.Odds.AmericanFootball = 2, 0
+	cfg.Tables.Count = 0
+	cfg.resolve()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	n, err := buildNode(ctx, &cfg, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.close()
+	for i := range 6 {
+		player := fmt.Sprintf("p%d", i%3)
+		if _, err := n.wallet.Deposit(ctx, player, fmt.Sprint("d-", i), wallet.MoneyRequest{Amount: 10_000, Currency: "USD"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := n.wallet.Withdraw(ctx, player, fmt.Sprint("w-", i), wallet.MoneyRequest{Amount: 2_500, Currency: "USD"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A refused withdrawal changes nothing and so captures nothing.
+	if _, err := n.wallet.Withdraw(ctx, "p0", "w-too-much", wallet.MoneyRequest{Amount: 1 << 40, Currency: "USD"}); err == nil {
+		t.Fatal("an overdraft was accepted")
+	}
+	ob := sqlite.NewAuditOutbox(n.store.lite)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		b, err := ob.Backlog(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.Records == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d captured changes never left the outbox", b.Records)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := testutilGauge(t, n.reg, "buzzer_audit_records_archived_total"); got < 12 {
+		t.Fatalf("the node archived %v records, want at least the 12 movements", got)
+	}
+	n.close()
+
+	dir := filepath.Join(cfg.DataDir, "audit")
+	if out, code := runAudit(t, "audit verify", "--archive", dir, "--pubkey", writePub(t, cfg.DataDir)); code != 0 {
+		t.Fatalf("verify: exit %d %s", code, out)
+	}
+	out, code := runAudit(t, "audit replay", "--archive", dir, "--store", cfg.Store)
+	if code != 0 || !strings.Contains(out, "MATCH") {
+		t.Fatalf("replay: exit %d %s", code, out)
+	}
+}
