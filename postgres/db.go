@@ -68,6 +68,10 @@ type DB struct {
 	Flavor  Flavor
 	retry   txretry.Policy
 	retries atomic.Int64
+	// OnTx, when set before the store is used, is told how long each
+	// transaction took as its caller saw it (retries and waits included):
+	// the store layer's latency histogram.
+	OnTx func(time.Duration)
 }
 
 // Open connects, pings within ConnectTimeout, and detects the flavor. It does
@@ -130,6 +134,9 @@ func (db *DB) InTxIsolation(ctx context.Context, iso pgx.TxIsoLevel, fn func(pgx
 }
 
 func (db *DB) inTx(ctx context.Context, iso pgx.TxIsoLevel, fn func(pgx.Tx) error) error {
+	if db.OnTx != nil {
+		defer func(start time.Time) { db.OnTx(time.Since(start)) }(time.Now())
+	}
 	obs := func(int, error) { db.retries.Add(1) }
 	return txretry.Do(ctx, db.retry, IsRetryable, obs, func(int) error {
 		tx, err := db.Pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: iso})

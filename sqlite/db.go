@@ -69,6 +69,10 @@ type DB struct {
 	// the file lock with sleeps of up to 100 ms, which wastes most of the
 	// time under contention. busy_timeout still covers other processes.
 	writer chan struct{}
+	// OnTx, when set before the store is used, is told how long each write
+	// transaction took as its caller saw it (queueing and retries included):
+	// the store layer's latency histogram.
+	OnTx func(time.Duration)
 }
 
 // Open opens (creating if needed) the database file with WAL, full fsync on
@@ -122,6 +126,9 @@ func (db *DB) Retries() int64 { return db.retries.Load() }
 // retrying SQLITE_BUSY/SQLITE_LOCKED with the shared backoff. fn must do all
 // its reads and writes through tx and keep no side effects outside it.
 func (db *DB) InTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	if db.OnTx != nil {
+		defer func(start time.Time) { db.OnTx(time.Since(start)) }(time.Now())
+	}
 	obs := func(int, error) { db.retries.Add(1) }
 	return txretry.Do(ctx, db.retry, IsRetryable, obs, func(int) error {
 		select {

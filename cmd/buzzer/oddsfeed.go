@@ -45,4 +45,3 @@ func (c OddsConfig) Validate() error {
 	}
 	return c.Stream.Validate()
 }
-

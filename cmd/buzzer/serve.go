@@ -93,6 +93,23 @@ func (s *store) ping(ctx context.Context) error {
 	return s.lite.Ping(ctx)
 }
 
+// observe registers the store layer's latency histogram: every transaction
+// as its caller waited for it, retries included.
+func (s *store) observe(reg prometheus.Registerer) {
+	h := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "buzzer_store_tx_duration_seconds",
+		Help:    "Store transactions as their callers waited for them (queueing and serialization retries included).",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+	})
+	reg.MustRegister(h)
+	obs := func(d time.Duration) { h.Observe(d.Seconds()) }
+	if s.pg != nil {
+		s.pg.OnTx = obs
+	} else {
+		s.lite.OnTx = obs
+	}
+}
+
 func (s *store) retries() int64 {
 	if s.pg != nil {
 		return s.pg.Retries()
@@ -150,6 +167,7 @@ func buildNode(ctx context.Context, cfg *Config, log *slog.Logger) (_ *node, err
 	if err := n.store.migrate(ctx); err != nil {
 		return nil, err
 	}
+	n.store.observe(n.reg)
 	n.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "buzzer_store_tx_retries_total",
 		Help: "Transaction attempts retried after a serialization failure or busy store.",

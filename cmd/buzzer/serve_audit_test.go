@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/buzzer-bet/buzzer/sqlite"
 	"github.com/buzzer-bet/buzzer/wallet"
 )
@@ -63,6 +65,9 @@ func TestServeNodeAuditsItsMoney(t *testing.T) {
 	if got := testutilGauge(t, n.reg, "buzzer_audit_records_archived_total"); got < 12 {
 		t.Fatalf("the node archived %v records, want at least the 12 movements", got)
 	}
+	if got := histogramCount(t, n.reg, "buzzer_store_tx_duration_seconds"); got < 12 {
+		t.Fatalf("the store layer histogram saw %d transactions, want at least the 12 movements", got)
+	}
 	n.close()
 
 	dir := filepath.Join(cfg.DataDir, "audit")
@@ -73,4 +78,23 @@ func TestServeNodeAuditsItsMoney(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "MATCH") {
 		t.Fatalf("replay: exit %d %s", code, out)
 	}
+}
+
+func histogramCount(t *testing.T, reg *prometheus.Registry, name string) uint64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			var n uint64
+			for _, m := range mf.GetMetric() {
+				n += m.GetHistogram().GetSampleCount()
+			}
+			return n
+		}
+	}
+	t.Fatalf("metric %s not registered", name)
+	return 0
 }
