@@ -7,6 +7,7 @@ import (
 
 	"github.com/buzzer-bet/buzzer"
 	"github.com/buzzer-bet/buzzer/odds"
+	"github.com/buzzer-bet/buzzer/toggle"
 	"github.com/buzzer-bet/buzzer/wallet"
 )
 
@@ -17,14 +18,25 @@ type livePrices struct {
 	// inPlayDelay is how long an in-play bet waits before it is re-checked
 	// against the then-current price (wallet applies it).
 	inPlayDelay time.Duration
+	// toggles pause bet acceptance at run time (bets.accept, bets.in_play).
+	toggles *toggle.Set
 }
 
 var _ wallet.PriceSource = livePrices{}
 
+// Quote refuses while an operator has paused betting: the wallet asks only
+// for a new bet (a resent key replays its answer without a quote), so a
+// pause never turns an accepted bet into a refusal.
 func (p livePrices) Quote(_ context.Context, eventID, marketID, selectionID string) (wallet.Quote, error) {
+	if !p.toggles.Enabled(toggle.BetsAccept) {
+		return wallet.Quote{}, buzzer.Errorf(buzzer.EUNAVAILABLE, "Betting is paused by the operator; nothing was placed. Try again shortly.").WithReason("betting_paused")
+	}
 	q, err := p.engine.Quote(eventID, marketID, selectionID)
 	if err != nil {
 		return wallet.Quote{}, err
+	}
+	if q.InPlay && !p.toggles.Enabled(toggle.BetsInPlay) {
+		return wallet.Quote{}, buzzer.Errorf(buzzer.EUNAVAILABLE, "In-play betting is paused by the operator; nothing was placed.").WithReason("in_play_paused")
 	}
 	var st wallet.MarketStatus
 	switch q.Status {

@@ -23,6 +23,7 @@ import (
 	"github.com/buzzer-bet/buzzer/rng"
 	"github.com/buzzer-bet/buzzer/sqlite"
 	"github.com/buzzer-bet/buzzer/table"
+	"github.com/buzzer-bet/buzzer/toggle"
 	"github.com/buzzer-bet/buzzer/wallet"
 )
 
@@ -138,7 +139,8 @@ type node struct {
 	rng    *rng.Service
 	odds   *odds.Engine
 	wallet *wallet.Service
-	tables *table.Service
+	tables  *table.Service
+	toggles *toggle.Set
 	// closers run in reverse order at shutdown, after the listeners drained.
 	closers []func()
 }
@@ -218,7 +220,10 @@ func buildNode(ctx context.Context, cfg *Config, log *slog.Logger) (_ *node, err
 	if err := startAudit(ctx, n); err != nil {
 		return nil, err
 	}
-	prices := livePrices{engine: n.odds, inPlayDelay: cfg.Odds.InPlayBetDelay}
+	if n.toggles, err = startToggles(ctx, n); err != nil {
+		return nil, err
+	}
+	prices := livePrices{engine: n.odds, inPlayDelay: cfg.Odds.InPlayBetDelay, toggles: n.toggles}
 	if n.wallet, err = startWallet(ctx, cfg, n.store, prices, log, n.onClose); err != nil {
 		return nil, err
 	}
@@ -264,6 +269,41 @@ func openRNG(ctx context.Context, cfg *Config, s *store, log *slog.Logger, reg p
 		CheckpointInterval: cfg.RNG.CheckpointInterval, CheckpointEvery: cfg.RNG.CheckpointEvery,
 		Logger: log, Registerer: reg,
 	})
+}
+
+// startToggles follows the shared toggle bucket until shutdown and serves
+// it on the admin listener. Start-up waits for the stored flips, so a node
+// never runs on defaults an operator has overridden.
+func startToggles(ctx context.Context, n *node) (*toggle.Set, error) {
+	st, err := nats.NewToggleStore(ctx, n.nats, 1)
+	if err != nil {
+		return nil, err
+	}
+	set := toggle.NewSet(st, buzzer.SystemClock{})
+	runCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for runCtx.Err() == nil {
+			if err := set.Run(runCtx); err != nil && runCtx.Err() == nil {
+				n.log.Error("toggles watch stopped; retrying", "err", err)
+				select {
+				case <-runCtx.Done():
+				case <-time.After(time.Second):
+				}
+			}
+		}
+	}()
+	n.onClose(func() { cancel(); <-done })
+	select {
+	case <-set.Loaded():
+	case <-time.After(10 * time.Second):
+		return nil, buzzer.Errorf(buzzer.EUNAVAILABLE, "the toggles were not loaded within 10s")
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	n.http.MountToggles(set)
+	return set, nil
 }
 
 // warm runs before readiness: pools are connected, keys loaded, streams up.

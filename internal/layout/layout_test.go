@@ -15,7 +15,7 @@ const module = "github.com/buzzer-bet/buzzer"
 
 // domains are the packages that hold rules and must stay engine- and
 // transport-free (their subpackages too, test helpers included).
-var domains = []string{"wallet", "odds", "table", "rng", "geo", "audit", "catalog"}
+var domains = []string{"wallet", "odds", "table", "rng", "geo", "audit", "catalog", "toggle"}
 
 // forbidden are import path prefixes a domain package may not use.
 var forbidden = []string{
