@@ -68,13 +68,19 @@
 // MarketSettled: market_id, result_version (strictly increasing), outcomes
 // (verbatim), settled_by. Replay tracks each market's result version.
 //
-// rng.draw — component rng, key = the RNG log's name, seq = index + 1;
-// payload RNGDraw: draw_id, log, index (0-based leaf index in the log),
-// purpose, result. Replay's RNG log size is the number of draws.
+// rng.draw — component rng, key = the RNG log's name (its checkpoint
+// origin), seq = index + 1; payload RNGDraw: draw_id, log, index (0-based
+// leaf index in the log), purpose, ref, requester, kind, n, count and
+// leaf_hash (hex tlog record hash of the leaf), never the drawn values
+// (rng.go; the capture is the stores' AuditedRNGStore). Replay's RNG log
+// size is the number of draws and its root the Merkle root of the leaf
+// hashes, compared with the store's by RNGLogState.
 //
 // table.event — component table, key = table_id, seq = table_seq; payload
-// TableEvent: table_id, table_seq, round, action, detail. Replay tracks each
-// table's last sequence number.
+// TableEvent: table_id, table_seq, round, action (the event kind), detail
+// (the event as seats see it). Replay tracks each table's last sequence
+// number. TableCapture (table.go) captures them from the table store's
+// event log, whose state lives outside the SQL store.
 //
 // Payloads are decoded strictly: an unknown field in a known type is a
 // contract breach and stops Replay. Records of other types are archived and

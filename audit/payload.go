@@ -81,13 +81,23 @@ type MarketSettled struct {
 }
 
 // RNGDraw is the payload of "rng.draw": one draw appended to an RNG log at
-// Index (0-based leaf index of its Merkle log).
+// Index (0-based leaf index of its Merkle log). LeafHash is the hex tlog
+// record hash of the draw's leaf, which commits to everything the log holds
+// for it (values included) without copying the values into the archive:
+// replay folds the leaf hashes into the log's Merkle root. The capture
+// (CaptureRNGAppend) never sets Result.
 type RNGDraw struct {
-	DrawID  string          `json:"draw_id"`
-	Log     string          `json:"log"`
-	Index   uint64          `json:"index"`
-	Purpose string          `json:"purpose,omitempty"`
-	Result  json.RawMessage `json:"result,omitempty"`
+	DrawID    string          `json:"draw_id"`
+	Log       string          `json:"log"`
+	Index     uint64          `json:"index"`
+	Purpose   string          `json:"purpose,omitempty"`
+	Ref       string          `json:"ref,omitempty"`
+	Requester string          `json:"requester,omitempty"`
+	Kind      string          `json:"kind,omitempty"`
+	N         int64           `json:"n,omitempty"`
+	Count     int             `json:"count,omitempty"`
+	LeafHash  string          `json:"leaf_hash,omitempty"`
+	Result    json.RawMessage `json:"result,omitempty"`
 }
 
 // TableEvent is the payload of "table.event": one action of a live table at
@@ -113,7 +123,7 @@ func (r *Record) SetPayload(v any) error {
 	if err != nil {
 		return invalid("audit record %s: payload: %v", r.ID, err)
 	}
-	r.Payload = c
+	r.Payload, r.canon = c, c
 	return nil
 }
 

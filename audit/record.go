@@ -49,6 +49,10 @@ type Record struct {
 	Time         time.Time
 	Type         string
 	Payload      json.RawMessage // a JSON object
+
+	// canon is Payload as SetPayload made it canonical; Encode skips
+	// re-canonicalising a Payload still byte-equal to it.
+	canon []byte
 }
 
 // Limits on record fields.
@@ -129,9 +133,12 @@ func Encode(r *Record) ([]byte, error) {
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
-	payload, err := canonicalObject(r.Payload)
-	if err != nil {
-		return nil, invalid("audit record %s: payload: %v", r.ID, err)
+	payload := r.canon
+	if len(payload) == 0 || !bytes.Equal(payload, r.Payload) {
+		var err error
+		if payload, err = canonicalObject(r.Payload); err != nil {
+			return nil, invalid("audit record %s: payload: %v", r.ID, err)
+		}
 	}
 	b := make([]byte, 0, 160+len(r.Key)+len(payload))
 	b = append(b, `{"component":`...)

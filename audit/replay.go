@@ -2,9 +2,12 @@ package audit
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"sort"
 	"strconv"
+
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/buzzer-bet/buzzer"
 )
@@ -29,12 +32,16 @@ type State struct {
 	Bets         map[string]BetState
 	Markets      map[string]int64
 	RNGLogs      map[string]uint64
-	Tables       map[string]uint64
+	// RNGRoots is each RNG log's Merkle root (hex) folded from its draws'
+	// leaf hashes; a log with a draw archived without one has no root.
+	RNGRoots map[string]string
+	Tables   map[string]uint64
 	// Other counts records of types replay does not interpret.
 	Other map[string]uint64
 
 	txIDs    map[string]struct{}
 	currency map[string]buzzer.Currency
+	rngTrees map[string]*rngTree // nil entry: a draw had no leaf hash
 }
 
 // NewState returns an empty state ready for Apply.
@@ -163,6 +170,27 @@ func (s *State) Apply(r *Record) error {
 		case p.DrawID == "" || p.Index != s.RNGLogs[p.Log]:
 			return bad("draw at index %d of log %s, which holds %d", p.Index, p.Log, s.RNGLogs[p.Log])
 		}
+		tree, seen := s.rngTrees[p.Log]
+		if !seen && p.Index == 0 {
+			tree = &rngTree{}
+		}
+		if tree != nil {
+			leaf, err := hex.DecodeString(p.LeafHash)
+			if err == nil && len(leaf) == tlog.HashSize {
+				tree.add(tlog.Hash(leaf))
+			} else if p.LeafHash != "" {
+				return bad("leaf_hash %q is not %d bytes of hex", p.LeafHash, tlog.HashSize)
+			} else {
+				tree = nil
+			}
+		}
+		s.rngTrees[p.Log] = tree
+		if tree != nil {
+			r := tree.root()
+			s.RNGRoots[p.Log] = hex.EncodeToString(r[:])
+		} else {
+			delete(s.RNGRoots, p.Log)
+		}
 		s.RNGLogs[p.Log] = p.Index + 1
 	case TypeTableEvent:
 		var p TableEvent
@@ -195,6 +223,12 @@ func (s *State) ensure() {
 	}
 	if s.RNGLogs == nil {
 		s.RNGLogs = map[string]uint64{}
+	}
+	if s.RNGRoots == nil {
+		s.RNGRoots = map[string]string{}
+	}
+	if s.rngTrees == nil {
+		s.rngTrees = map[string]*rngTree{}
 	}
 	if s.Tables == nil {
 		s.Tables = map[string]uint64{}
@@ -246,7 +280,7 @@ type StateReader interface {
 
 // Difference is one way the archive and a store disagree.
 type Difference struct {
-	Kind    string // "balance", "bet", "market", "rng_log" or "table"
+	Kind    string // "balance", "bet", "market", "rng_log", "rng_root" or "table"
 	Key     string
 	Archive string // the archive's value ("absent" if none)
 	Store   string // the store's value ("absent" if none)
@@ -292,6 +326,7 @@ func Diff(replayed, store State) []Difference {
 	}
 	out = diffCounts(out, "market", replayed.Markets, store.Markets)
 	out = diffCounts(out, "rng_log", replayed.RNGLogs, store.RNGLogs)
+	out = diffCounts(out, "rng_root", replayed.RNGRoots, store.RNGRoots)
 	out = diffCounts(out, "table", replayed.Tables, store.Tables)
 	return out
 }
@@ -303,7 +338,7 @@ func betString(b BetState, ok bool) string {
 	return fmt.Sprintf("%s %s stake %d %s payout %d rev %d", b.Player, b.Currency, b.Stake, b.Status, b.Payout, b.Revision)
 }
 
-func diffCounts[V int64 | uint64](out []Difference, kind string, a, b map[string]V) []Difference {
+func diffCounts[V int64 | uint64 | string](out []Difference, kind string, a, b map[string]V) []Difference {
 	if b == nil {
 		return out
 	}
@@ -317,7 +352,7 @@ func diffCounts[V int64 | uint64](out []Difference, kind string, a, b map[string
 	return out
 }
 
-func countString[V int64 | uint64](v V, ok bool) string {
+func countString[V int64 | uint64 | string](v V, ok bool) string {
 	if !ok {
 		return "absent"
 	}

@@ -30,6 +30,30 @@ func (s *RNGStore) Append(ctx context.Context, oldSize int64, records []rng.Stor
 	if err := rng.CheckAppend(oldSize, records, hashes); err != nil {
 		return err
 	}
+	err := s.db.InTx(ctx, func(tx pgx.Tx) error { return appendRNG(ctx, tx, oldSize, records, hashes) })
+	return rngErr(err, "appending to the RNG log failed")
+}
+
+// appendRNG appends inside tx (arguments checked by rng.CheckAppend); the
+// audited store adds its capture to the same transaction.
+func appendRNG(ctx context.Context, tx pgx.Tx, oldSize int64, records []rng.StoredRecord, hashes []tlog.Hash) error {
+	// The three statements travel in one pipelined batch: one round trip
+	// between BEGIN and COMMIT.
+	var b pgx.Batch
+	if err := queueRNGAppend(&b, oldSize, records, hashes); err != nil {
+		return err
+	}
+	br := tx.SendBatch(ctx, &b)
+	err := readRNGAppend(br, oldSize)
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// queueRNGAppend queues an append's three statements on b; readRNGAppend
+// reads their results, in the same order.
+func queueRNGAppend(b *pgx.Batch, oldSize int64, records []rng.StoredRecord, hashes []tlog.Hash) error {
 	idx := make([]int64, len(records))
 	ids := make([]uuid.UUID, len(records))
 	data := make([][]byte, len(records))
@@ -48,28 +72,22 @@ func (s *RNGStore) Append(ctx context.Context, oldSize int64, records []rng.Stor
 		hval[i] = hashes[i][:]
 	}
 	newSize := oldSize + int64(len(records))
-	// The three statements travel in one pipelined batch: one round trip
-	// between BEGIN and COMMIT.
-	err := s.db.InTx(ctx, func(tx pgx.Tx) error {
-		var b pgx.Batch
-		b.Queue(`UPDATE rng_tree SET size = $2 WHERE id AND size = $1`, oldSize, newSize)
-		b.Queue(`INSERT INTO rng_records (idx, draw_id, data)
-			SELECT * FROM unnest($1::BIGINT[], $2::UUID[], $3::BYTEA[])`, idx, ids, data)
-		b.Queue(`INSERT INTO rng_hashes (idx, hash) SELECT * FROM unnest($1::BIGINT[], $2::BYTEA[])`, hidx, hval)
-		br := tx.SendBatch(ctx, &b)
-		tag, err := br.Exec()
-		if err == nil && tag.RowsAffected() != 1 {
-			err = buzzer.Errorf(buzzer.ECONFLICT, "the RNG log is not at size %d", oldSize)
-		}
-		for i := 0; i < 2 && err == nil; i++ {
-			_, err = br.Exec()
-		}
-		if cerr := br.Close(); err == nil {
-			err = cerr
-		}
-		return err
-	})
-	return rngErr(err, "appending to the RNG log failed")
+	b.Queue(`UPDATE rng_tree SET size = $2 WHERE id AND size = $1`, oldSize, newSize)
+	b.Queue(`INSERT INTO rng_records (idx, draw_id, data)
+		SELECT * FROM unnest($1::BIGINT[], $2::UUID[], $3::BYTEA[])`, idx, ids, data)
+	b.Queue(`INSERT INTO rng_hashes (idx, hash) SELECT * FROM unnest($1::BIGINT[], $2::BYTEA[])`, hidx, hval)
+	return nil
+}
+
+func readRNGAppend(br pgx.BatchResults, oldSize int64) error {
+	tag, err := br.Exec()
+	if err == nil && tag.RowsAffected() != 1 {
+		err = buzzer.Errorf(buzzer.ECONFLICT, "the RNG log is not at size %d", oldSize)
+	}
+	for i := 0; i < 2 && err == nil; i++ {
+		_, err = br.Exec()
+	}
+	return err
 }
 
 // rngErr translates database errors by SQLSTATE/constraint; everything else

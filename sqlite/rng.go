@@ -48,6 +48,13 @@ func (s *RNGStore) Append(ctx context.Context, oldSize int64, records []rng.Stor
 	if err := rng.CheckAppend(oldSize, records, hashes); err != nil {
 		return err
 	}
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error { return appendRNG(ctx, tx, oldSize, records, hashes) })
+	return rngErr(err, "appending to the RNG log failed")
+}
+
+// appendRNG appends inside tx (arguments checked by rng.CheckAppend); the
+// audited store adds its capture to the same transaction.
+func appendRNG(ctx context.Context, tx *sql.Tx, oldSize int64, records []rng.StoredRecord, hashes []tlog.Hash) error {
 	ids := make([]string, len(records))
 	for i, r := range records {
 		u, err := uuid.Parse(r.ID)
@@ -58,39 +65,36 @@ func (s *RNGStore) Append(ctx context.Context, oldSize int64, records []rng.Stor
 	}
 	base := tlog.StoredHashCount(oldSize)
 	newSize := oldSize + int64(len(records))
-	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE rng_tree SET size = ?2 WHERE id = 1 AND size = ?1`, oldSize, newSize)
-		if err != nil {
+	res, err := tx.ExecContext(ctx, `UPDATE rng_tree SET size = ?2 WHERE id = 1 AND size = ?1`, oldSize, newSize)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n != 1 {
+		return buzzer.Errorf(buzzer.ECONFLICT, "the RNG log is not at size %d", oldSize)
+	}
+	rec, err := tx.PrepareContext(ctx, `INSERT INTO rng_records (idx, draw_id, data) VALUES (?, ?, ?)`)
+	if err != nil {
+		return err
+	}
+	defer rec.Close()
+	for i, r := range records {
+		if _, err := rec.ExecContext(ctx, r.Index, ids[i], r.Data); err != nil {
 			return err
 		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n != 1 {
-			return buzzer.Errorf(buzzer.ECONFLICT, "the RNG log is not at size %d", oldSize)
-		}
-		rec, err := tx.PrepareContext(ctx, `INSERT INTO rng_records (idx, draw_id, data) VALUES (?, ?, ?)`)
-		if err != nil {
-			return err
-		}
-		defer rec.Close()
-		for i, r := range records {
-			if _, err := rec.ExecContext(ctx, r.Index, ids[i], r.Data); err != nil {
-				return err
-			}
-		}
-		hs, err := tx.PrepareContext(ctx, `INSERT INTO rng_hashes (idx, hash) VALUES (?, ?)`)
-		if err != nil {
+	}
+	hs, err := tx.PrepareContext(ctx, `INSERT INTO rng_hashes (idx, hash) VALUES (?, ?)`)
+	if err != nil {
+		return err
+	}
+	defer hs.Close()
+	for i, h := range hashes {
+		if _, err := hs.ExecContext(ctx, base+int64(i), h[:]); err != nil {
 			return err
 		}
-		defer hs.Close()
-		for i, h := range hashes {
-			if _, err := hs.ExecContext(ctx, base+int64(i), h[:]); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	return rngErr(err, "appending to the RNG log failed")
+	}
+	return nil
 }
 
 // TreeSize implements rng.Store.

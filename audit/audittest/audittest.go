@@ -11,11 +11,8 @@ import (
 	"context"
 	"crypto/ed25519"
 	"fmt"
-	"log/slog"
 	"testing"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/buzzer-bet/buzzer"
 	"github.com/buzzer-bet/buzzer/audit"
@@ -198,68 +195,15 @@ type Pipeline struct {
 // requires the archive to verify and its replay to equal the database
 // exactly.
 func RunPipeline(t *testing.T, p Pipeline, bank wallettest.BankConfig) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	dir := t.TempDir()
-	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{9}, ed25519.SeedSize))
-	cfg := audit.Config{Dir: dir, FlushAge: 20 * time.Millisecond, SegmentRecords: 500, RetryMin: time.Millisecond, RetryMax: time.Second}
-	arch, err := audit.NewArchiver(cfg, p.Source, p.Log, key, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	relay, err := audit.NewRelay(audit.RelayConfig{Poll: 5 * time.Millisecond, ReleaseEvery: 100 * time.Millisecond, RetryMin: time.Millisecond, RetryMax: time.Second},
-		p.Outbox, p.Stream, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 2)
-	go func() { done <- arch.Run(ctx) }()
-	go func() { done <- relay.Run(ctx) }()
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		for i := 0; i < 2; i++ {
-			if err := <-done; err != nil {
-				t.Errorf("archiver or relay: %v", err)
-			}
-		}
-	}
-	defer stop()
-
+	tr := StartTrail(t, p)
 	res := wallettest.Bank(t, p.Wallet, bank)
 	if len(res.Problems) > 0 {
 		t.Fatalf("bank workload problems: %v", res.Problems[:min(5, len(res.Problems))])
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		b, err := p.Outbox.Backlog(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if b.Records == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d captured changes never left the outbox", b.Records)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	stop()
-	if err := p.Verify(dir, key.Public().(ed25519.PublicKey)); err != nil {
-		t.Fatalf("verify: %v", err)
-	}
-	st, err := audit.Replay(p.Records(dir))
-	if err != nil {
-		t.Fatalf("replay: %v", err)
-	}
-	diffs, err := audit.Compare(context.Background(), st, p.State)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr.Drain(t, 60*time.Second)
+	tr.Stop(t)
+	tr.Verify(t)
+	st, diffs := tr.Replay(t, p.State)
 	if len(diffs) > 0 {
 		t.Fatalf("archive and database differ in %d places, e.g. %v", len(diffs), diffs[:min(5, len(diffs))])
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/buzzer-bet/buzzer/audit"
 	"github.com/buzzer-bet/buzzer/nats"
 	"github.com/buzzer-bet/buzzer/postgres"
+	"github.com/buzzer-bet/buzzer/rng"
 	"github.com/buzzer-bet/buzzer/sqlite"
 )
 
@@ -238,7 +239,7 @@ func runAuditReplay(ctx context.Context, args []string, stdout, stderr io.Writer
 	dir := fs.String("archive", "", "the archive directory (required)")
 	storeURL := fs.String("store", "", "store URL: sqlite://PATH or postgres://... (required)")
 	pubFile := fs.String("pubkey", "", "also check seal signatures with this PEM public key")
-	rngLog := fs.String("rng-log", "", "name of the store's RNG log in the archive (compare its size; default: not compared)")
+	rngLog := fs.String("rng-log", "", "name of the store's RNG log in the archive (default: the origin of its latest checkpoint)")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
@@ -272,17 +273,14 @@ func runAuditReplay(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	defer s.close()
 	var reader backlogReader
+	var rngStore rng.Store
 	if s.pg != nil {
-		as := postgres.NewAuditState(s.pg)
-		as.RNGLog = *rngLog
-		reader = as
+		reader, rngStore = postgres.NewAuditState(s.pg), postgres.NewRNGStore(s.pg)
 	} else {
-		as := sqlite.NewAuditState(s.lite)
-		as.RNGLog = *rngLog
-		reader = as
+		reader, rngStore = sqlite.NewAuditState(s.lite), sqlite.NewRNGStore(s.lite)
 	}
 	fmt.Fprintln(stderr, "audit replay: reading the store ...")
-	diffs, err := audit.Compare(ctx, st, reader)
+	diffs, err := audit.Compare(ctx, st, audit.MergeReaders(reader, audit.RNGLogState{Store: rngStore, Log: *rngLog}))
 	if err != nil {
 		return err
 	}

@@ -128,17 +128,17 @@ func (s *store) close() {
 
 // node is every part of a `serve` process, built and wired by hand.
 type node struct {
-	cfg    *Config
-	log    *slog.Logger
-	reg    *prometheus.Registry
-	store  *store
-	nats   *nats.Conn
-	http   *httpapi.Server
-	player *auth.Verifier
-	admin  *auth.Verifier
-	rng    *rng.Service
-	odds   *odds.Engine
-	wallet *wallet.Service
+	cfg     *Config
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	store   *store
+	nats    *nats.Conn
+	http    *httpapi.Server
+	player  *auth.Verifier
+	admin   *auth.Verifier
+	rng     *rng.Service
+	odds    *odds.Engine
+	wallet  *wallet.Service
 	tables  *table.Service
 	toggles *toggle.Set
 	// closers run in reverse order at shutdown, after the listeners drained.
@@ -260,9 +260,9 @@ func openRNG(ctx context.Context, cfg *Config, s *store, log *slog.Logger, reg p
 	}
 	var st rng.Store
 	if s.pg != nil {
-		st = postgres.NewRNGStore(s.pg)
+		st = postgres.NewAuditedRNGStore(s.pg, cfg.Jurisdiction, cfg.RNG.Origin)
 	} else {
-		st = sqlite.NewRNGStore(s.lite)
+		st = sqlite.NewAuditedRNGStore(s.lite, cfg.Jurisdiction, cfg.RNG.Origin)
 	}
 	return rng.NewService(ctx, st, signer, rng.Config{
 		Origin: cfg.RNG.Origin, Jurisdiction: cfg.Jurisdiction, MaxBatch: cfg.RNG.MaxBatch,

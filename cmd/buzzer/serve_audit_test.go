@@ -11,13 +11,15 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/buzzer-bet/buzzer/rng"
 	"github.com/buzzer-bet/buzzer/sqlite"
 	"github.com/buzzer-bet/buzzer/wallet"
 )
 
 // TestServeNodeAuditsItsMoney: the node `serve` builds writes every wallet
-// change through the audited store, and its own archiver and relay carry
-// them into the archive, which then replays to exactly the store.
+// change and every RNG draw through the audited stores, and its own
+// archiver and relay carry them into the archive, which then replays to
+// exactly the store (balances, and the RNG log's size and root).
 func TestServeNodeAuditsItsMoney(t *testing.T) {
 	ctx := context.Background()
 	cfg := DefaultConfig()
@@ -43,6 +45,11 @@ func TestServeNodeAuditsItsMoney(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	for i := range 3 {
+		if _, err := n.rng.Draw(ctx, rng.DrawRequest{Purpose: "test.audit", Ref: fmt.Sprint("r-", i), Requester: "p0", Kind: rng.KindInt, N: 6, Count: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// A refused withdrawal changes nothing and so captures nothing.
 	if _, err := n.wallet.Withdraw(ctx, "p0", "w-too-much", wallet.MoneyRequest{Amount: 1 << 40, Currency: "USD"}); err == nil {
 		t.Fatal("an overdraft was accepted")
@@ -62,8 +69,8 @@ func TestServeNodeAuditsItsMoney(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if got := testutilGauge(t, n.reg, "buzzer_audit_records_archived_total"); got < 12 {
-		t.Fatalf("the node archived %v records, want at least the 12 movements", got)
+	if got := testutilGauge(t, n.reg, "buzzer_audit_records_archived_total"); got < 15 {
+		t.Fatalf("the node archived %v records, want at least the 12 movements and 3 draws", got)
 	}
 	if got := histogramCount(t, n.reg, "buzzer_store_tx_duration_seconds"); got < 12 {
 		t.Fatalf("the store layer histogram saw %d transactions, want at least the 12 movements", got)
@@ -75,7 +82,7 @@ func TestServeNodeAuditsItsMoney(t *testing.T) {
 		t.Fatalf("verify: exit %d %s", code, out)
 	}
 	out, code := runAudit(t, "audit replay", "--archive", dir, "--store", cfg.Store)
-	if code != 0 || !strings.Contains(out, "MATCH") {
+	if code != 0 || !strings.Contains(out, "MATCH") || !strings.Contains(out, "1 RNG logs") {
 		t.Fatalf("replay: exit %d %s", code, out)
 	}
 }

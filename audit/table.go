@@ -1,0 +1,268 @@
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/buzzer-bet/buzzer"
+	"github.com/buzzer-bet/buzzer/table"
+)
+
+// Table rounds: capture from the table store's event log.
+//
+// Table state lives in Redis or memory, outside the SQL transaction that
+// holds the outbox, so table events cannot be captured in the transaction
+// that makes them. They are captured from the table store's own ordered
+// change feed instead: TableCapture reads each table's events after the
+// last one captured and writes them to the outbox in one SQL transaction
+// together with the cursor, which is the outbox's own per-key sequence
+// (audit_sequences, seq = table_seq). A crash between passes therefore
+// loses or repeats nothing; two capturers on one outbox cannot both write
+// an event (the second fails its transaction, audit_capture_out_of_order).
+// What this cannot promise alone is that the feed keeps every event until
+// it is captured: a store that trims its log (table.Store's retention)
+// before the capture read it leaves a gap, which the capture reports
+// (buzzer_audit_table_capture_gaps_total and an error naming the table)
+// and never papers over. docs/audit.md has the table store change that
+// closes it.
+
+// ReasonTableLogRegressed refines the error of a table capture that found
+// a table's event log behind what it already captured.
+const ReasonTableLogRegressed = "table_log_regressed"
+
+// TableLog is what table capture reads from a table store (table.Store
+// implements it).
+type TableLog interface {
+	// Events returns up to limit events with Seq > after, in order;
+	// ECONFLICT/events_trimmed if some were trimmed.
+	Events(ctx context.Context, table string, after int64, limit int) ([]table.Event, error)
+	// Load returns the table's committed state (Seq: its last event), or
+	// ENOTFOUND for a table never written.
+	Load(ctx context.Context, table string) (table.Stored, error)
+}
+
+// OutboxTx runs fn with the outbox of one store transaction, committing
+// what fn wrote if it returns nil. For PostgreSQL:
+//
+//	func(ctx context.Context, fn func(audit.Outbox) error) error {
+//		return db.InTx(ctx, func(tx pgx.Tx) error { return fn(postgres.NewOutbox(tx)) })
+//	}
+type OutboxTx func(ctx context.Context, fn func(Outbox) error) error
+
+// NewTableEventRecord builds the table.event record of ev (seq = ev.Seq).
+// Detail is the event as the table publishes it to every seat: face-up
+// cards only, never the shoe.
+func NewTableEventRecord(jurisdiction string, ev table.Event) (*Record, error) {
+	if ev.Seq <= 0 {
+		return nil, buzzer.Errorf(buzzer.EINTERNAL, "table %s event has seq %d", ev.Table, ev.Seq)
+	}
+	detail, err := json.Marshal(ev)
+	if err != nil {
+		return nil, buzzer.Wrap(err, buzzer.EINTERNAL, "cannot encode event %d of table %s", ev.Seq, ev.Table)
+	}
+	// No id: Prepare derives it from the stream key and sequence, so a
+	// retried capture gives the event the same one.
+	r := &Record{Jurisdiction: jurisdiction, Component: ComponentTable, Key: ev.Table, Seq: uint64(ev.Seq), Time: ev.At.UTC(), Type: TypeTableEvent}
+	if err := r.SetPayload(TableEvent{TableID: ev.Table, TableSeq: uint64(ev.Seq),
+		Round: strconv.FormatInt(ev.Round, 10), Action: string(ev.Kind), Detail: detail}); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// TableCaptureConfig configures a TableCapture; zero fields take the
+// defaults in parentheses.
+type TableCaptureConfig struct {
+	Jurisdiction string          // required: the node's
+	Tables       func() []string // required: the tables to capture (serve: IDPrefix1..Count)
+	Batch        int             // events per table per transaction (256)
+	Poll         time.Duration   // pause after a pass that found nothing (100 ms)
+	RetryMax     time.Duration   // longest pause after failing passes (5 s)
+	OpTimeout    time.Duration   // bound on one table's transaction (10 s)
+}
+
+func (c TableCaptureConfig) withDefaults() TableCaptureConfig {
+	if c.Batch == 0 {
+		c.Batch = 256
+	}
+	if c.Poll == 0 {
+		c.Poll = 100 * time.Millisecond
+	}
+	if c.RetryMax == 0 {
+		c.RetryMax = 5 * time.Second
+	}
+	if c.OpTimeout == 0 {
+		c.OpTimeout = 10 * time.Second
+	}
+	return c
+}
+
+// TableCapture copies table events from a TableLog into the outbox.
+type TableCapture struct {
+	cfg      TableCaptureConfig
+	log      TableLog
+	inTx     OutboxTx
+	logger   *slog.Logger
+	captured prometheus.Counter
+	errors   prometheus.Counter
+	gaps     prometheus.Counter
+}
+
+// NewTableCapture checks cfg and returns a capture from tables into the
+// outbox that inTx opens; reg receives its metrics (nil: unregistered).
+func NewTableCapture(cfg TableCaptureConfig, tables TableLog, inTx OutboxTx, reg prometheus.Registerer, logger *slog.Logger) (*TableCapture, error) {
+	cfg = cfg.withDefaults()
+	switch {
+	case cfg.Jurisdiction == "" || cfg.Tables == nil || tables == nil || inTx == nil:
+		return nil, buzzer.Errorf(buzzer.EINVALID, "table capture needs a jurisdiction, a table list, a table log and an outbox")
+	case cfg.Batch < 1 || cfg.Batch > 10000 || cfg.Poll <= 0 || cfg.RetryMax <= 0 || cfg.OpTimeout <= 0:
+		return nil, buzzer.Errorf(buzzer.EINVALID, "table capture: batch must be 1..10000 and durations positive")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	c := &TableCapture{cfg: cfg, log: tables, inTx: inTx, logger: logger,
+		captured: prometheus.NewCounter(prometheus.CounterOpts{Name: "buzzer_audit_table_events_captured_total",
+			Help: "Table events written to the audit outbox."}),
+		errors: prometheus.NewCounter(prometheus.CounterOpts{Name: "buzzer_audit_table_capture_errors_total",
+			Help: "Table capture passes that failed and were retried."}),
+		gaps: prometheus.NewCounter(prometheus.CounterOpts{Name: "buzzer_audit_table_capture_gaps_total",
+			Help: "Table capture passes that found events trimmed from the table store before they were captured."}),
+	}
+	if reg != nil {
+		for _, m := range []prometheus.Collector{c.captured, c.errors, c.gaps} {
+			if err := reg.Register(m); err != nil {
+				return nil, buzzer.Wrap(err, buzzer.EINTERNAL, "cannot register the table capture's metrics")
+			}
+		}
+	}
+	return c, nil
+}
+
+// CaptureOnce captures, for every table, the events after the last one
+// captured, at most Batch per table, and returns how many it captured. A
+// table whose events cannot be read (trimmed, store down) is skipped and
+// the first such error returned after the others were captured.
+func (c *TableCapture) CaptureOnce(ctx context.Context) (int, error) {
+	total := 0
+	var first error
+	for _, id := range c.cfg.Tables() {
+		n, err := c.captureTable(ctx, id)
+		total += n
+		if err != nil {
+			if buzzer.ErrorReason(err) == table.ReasonEventsTrimmed {
+				c.gaps.Inc()
+			}
+			if first == nil {
+				first = err
+			}
+		}
+	}
+	c.captured.Add(float64(total))
+	return total, first
+}
+
+func (c *TableCapture) captureTable(ctx context.Context, id string) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.OpTimeout)
+	defer cancel()
+	n := 0
+	err := c.inTx(ctx, func(ob Outbox) error {
+		n = 0
+		last, err := ob.LastSeq(ctx, c.cfg.Jurisdiction, ComponentTable, id)
+		if err != nil {
+			return err
+		}
+		evs, err := c.log.Events(ctx, id, int64(last), c.cfg.Batch)
+		if err != nil {
+			if buzzer.ErrorReason(err) == table.ReasonEventsTrimmed {
+				return buzzer.Wrap(err, buzzer.EINTERNAL, "table %s: events after %d were trimmed before the audit captured them", id, last).WithReason(table.ReasonEventsTrimmed)
+			}
+			return err
+		}
+		if len(evs) == 0 && last > 0 {
+			// Nothing new, or a table log that started again below what
+			// was captured (an in-memory store restarted): its new events
+			// would take places in the archive that are already taken.
+			stored, err := c.log.Load(ctx, id)
+			if err != nil && buzzer.ErrorCode(err) != buzzer.ENOTFOUND {
+				return err
+			}
+			if stored.Seq < int64(last) {
+				return buzzer.Errorf(buzzer.EINTERNAL, "table %s: its event log is at %d but the audit captured %d; the table store lost its log", id, stored.Seq, last).WithReason(ReasonTableLogRegressed)
+			}
+		}
+		recs := make([]*Record, 0, len(evs))
+		for _, ev := range evs {
+			r, err := NewTableEventRecord(c.cfg.Jurisdiction, ev)
+			if err != nil {
+				return err
+			}
+			recs = append(recs, r)
+		}
+		if len(recs) == 0 {
+			return nil
+		}
+		n = len(recs)
+		return ob.Write(ctx, recs...)
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// Run captures until ctx is done, then returns nil; failures are logged,
+// counted and retried with backoff.
+func (c *TableCapture) Run(ctx context.Context) error {
+	backoff := c.cfg.Poll
+	for ctx.Err() == nil {
+		n, err := c.CaptureOnce(ctx)
+		wait := c.cfg.Poll
+		switch {
+		case err != nil && ctx.Err() == nil:
+			c.errors.Inc()
+			c.logger.Warn("audit: table capture failed", "err", err, "retry_in", backoff)
+			wait, backoff = backoff, min(2*backoff, c.cfg.RetryMax)
+		case n > 0:
+			wait, backoff = 0, c.cfg.Poll
+		default:
+			backoff = c.cfg.Poll
+		}
+		if wait > 0 && !sleep(ctx, wait) {
+			break
+		}
+	}
+	return nil
+}
+
+// TableLogState reads each table's last sequence number from the table
+// store for Compare (State.Tables); tables never written are absent.
+type TableLogState struct {
+	Log    TableLog
+	Tables func() []string
+}
+
+var _ StateReader = TableLogState{}
+
+// ReadState implements StateReader: only Tables is set.
+func (s TableLogState) ReadState(ctx context.Context) (State, error) {
+	st := State{Tables: map[string]uint64{}}
+	for _, id := range s.Tables() {
+		stored, err := s.Log.Load(ctx, id)
+		if buzzer.ErrorCode(err) == buzzer.ENOTFOUND {
+			continue
+		}
+		if err != nil {
+			return State{}, err
+		}
+		if stored.Seq > 0 {
+			st.Tables[id] = uint64(stored.Seq)
+		}
+	}
+	return st, nil
+}
