@@ -261,7 +261,7 @@ func (v *Verifier) Decide(r *http.Request, p auth.Principal) (geo.Decision, erro
 	d := geo.Decision{
 		Allowed: true, PlayerID: c.Player, SessionID: c.Session, Jurisdiction: c.Jurisdiction,
 		TokenSHA256: c.TokenSHA256, DecidedAt: c.DecidedAt, ValidUntil: c.ValidUntil, Reason: "verified",
-		BoundaryDistanceM: -1,
+		BoundaryDistanceM: -1, Source: geo.SourceGateway,
 	}
 	return d, httpapi.CheckResidency(d, p, v.jurisdiction)
 }

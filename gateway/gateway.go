@@ -45,6 +45,10 @@ type Config struct {
 	// LimiterTimeout bounds a call to a shared (Redis) limiter; past it the
 	// in-process buckets answer.
 	LimiterTimeout time.Duration `yaml:"limiter_timeout"`
+	// TrustedProxies are the load balancers in front of the gateway: only
+	// when the TCP peer is one of them is X-Forwarded-For read (see
+	// ClientAddr). Empty: the peer is the client and the header is ignored.
+	TrustedProxies []netip.Prefix `yaml:"trusted_proxies"`
 }
 
 // DefaultConfig returns the defaults of `buzzer gateway`.
@@ -78,6 +82,11 @@ func (c Config) Validate() error {
 	}
 	if err := c.IPRate.Validate(); err != nil {
 		return buzzer.Wrap(err, buzzer.EINVALID, "gateway ip_rate: %s", buzzer.ErrorMessage(err))
+	}
+	for _, p := range c.TrustedProxies {
+		if !p.IsValid() {
+			return buzzer.Errorf(buzzer.EINVALID, "gateway trusted_proxies holds an invalid prefix")
+		}
 	}
 	return nil
 }
@@ -256,6 +265,11 @@ func (g *Gateway) proxy(target *url.URL, rt http.RoundTripper, regulated bool) *
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
+			// The chain a trusted proxy forwarded is passed on, with the
+			// peer appended; anything else a client wrote is dropped.
+			if peer, ok := parseHop(pr.In.RemoteAddr); ok && trustedAddr(peer, g.cfg.TrustedProxies) {
+				pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
+			}
 			pr.SetXForwarded()
 			// The geolocation token was consumed here; a client-sent
 			// decision header is never trusted, only the one we sign.
@@ -383,25 +397,6 @@ func (g *Gateway) fail(w http.ResponseWriter, r *http.Request, err error, retry 
 	httpapi.WriteError(w, r, g.log, err)
 }
 
-// ipKey is the rate-limit key of a client address: the address for IPv4,
-// its /64 for IPv6 (one subscriber usually holds a whole /64).
-func ipKey(remoteAddr string) string {
-	ap, err := netip.ParseAddrPort(remoteAddr)
-	if err != nil {
-		if a, err2 := netip.ParseAddr(remoteAddr); err2 == nil {
-			ap = netip.AddrPortFrom(a, 0)
-		} else {
-			return "ip:unknown"
-		}
-	}
-	a := ap.Addr().Unmap()
-	if a.Is6() {
-		p, _ := a.Prefix(64)
-		return "ip:" + p.String()
-	}
-	return "ip:" + a.String()
-}
-
 func (g *Gateway) allow(ctx context.Context, l Limiter, key string) (bool, time.Duration) {
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.LimiterTimeout)
 	defer cancel()
@@ -418,7 +413,7 @@ func (g *Gateway) allow(ctx context.Context, l Limiter, key string) (bool, time.
 // admit applies the per-IP limit and takes a concurrency slot; release
 // must be called when it returns true.
 func (g *Gateway) admit(w http.ResponseWriter, r *http.Request) bool {
-	if ok, wait := g.allow(r.Context(), g.ips, ipKey(r.RemoteAddr)); !ok {
+	if ok, wait := g.allow(r.Context(), g.ips, ipKey(ClientAddr(r, g.cfg.TrustedProxies))); !ok {
 		g.rejected.WithLabelValues("rate_limited_ip").Inc()
 		g.fail(w, r, buzzer.Errorf(buzzer.ETOOMANY, "Too many requests from your network; slow down.").WithReason("rate_limited_ip"), wait)
 		return false

@@ -3,6 +3,8 @@ package gateway_test
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -21,6 +23,7 @@ import (
 	"github.com/buzzer-bet/buzzer/georegistry"
 	"github.com/buzzer-bet/buzzer/internal/enginetest"
 	"github.com/buzzer-bet/buzzer/redis"
+	"github.com/buzzer-bet/buzzer/wallet"
 )
 
 // Requests go to the edge of the jurisdiction the verified location
@@ -30,7 +33,8 @@ func TestRoutesToTheVerifiedJurisdiction(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
 	alice, bob := h.token("alice", "NJ"), h.token("bob", "PA")
 
-	r := h.deposit(alice, h.geotoken(alice, trenton, nil))
+	aliceGeo := h.geotoken(alice, trenton, nil)
+	r := h.deposit(alice, aliceGeo)
 	if r.status != http.StatusCreated {
 		t.Fatalf("NJ deposit: %d %s", r.status, r.body)
 	}
@@ -38,8 +42,19 @@ func TestRoutesToTheVerifiedJurisdiction(t *testing.T) {
 		t.Fatalf("after a Trenton deposit: NJ %d PA %d transactions, want 1 and 0", nj, pa)
 	}
 	d := h.edges["NJ"].last.Load().(geo.Decision)
-	if d.Jurisdiction != "NJ" || d.PlayerID != "alice" || len(d.TokenSHA256) != 64 {
+	if d.Jurisdiction != "NJ" || d.PlayerID != "alice" || len(d.TokenSHA256) != 64 || d.Source != geo.SourceGateway {
 		t.Fatalf("decision at the NJ edge: %+v", d)
+	}
+	// The edge stores the forwarded decision with the transaction it
+	// authorized: the jurisdiction, the hash of the token the gateway
+	// verified, when, and that the gateway decided it.
+	sum := sha256.Sum256([]byte(aliceGeo))
+	entries, _, err := h.edges["NJ"].wallet.Entries(context.Background(), "alice", "", 10)
+	if err != nil || len(entries) != 1 || entries[0].Decision == nil {
+		t.Fatalf("alice's NJ entries: %+v %v", entries, err)
+	}
+	if got := *entries[0].Decision; got.Jurisdiction != "NJ" || got.TokenHash != hex.EncodeToString(sum[:]) || got.Source != wallet.DecisionGateway || got.DecidedAt.IsZero() {
+		t.Fatalf("stored decision %+v", got)
 	}
 
 	// A client cannot forge the forwarded decision: the gateway replaces it.

@@ -60,16 +60,37 @@ func (noPrices) Quote(context.Context, string, string, string) (wallet.Quote, er
 	return wallet.Quote{}, buzzer.Errorf(buzzer.EUNAVAILABLE, "no prices in this test")
 }
 
-// edge is one jurisdiction's regulated service: a real wallet on its own
-// SQLite store behind the player listener, admitting deposits only with a
-// decision forwarded by the gateway (gateway.Verifier).
+// edge is one jurisdiction's regulated service: the real wallet routes
+// (httpapi.MountWallet) on their own SQLite store, admitting money only with
+// a decision forwarded by the gateway (gateway.Verifier).
 type edge struct {
-	j    geo.Jurisdiction
-	db   *sqlite.DB
-	srv  *httptest.Server
-	hold chan struct{} // when set, deposits wait on it
-	hits atomic.Int64
-	last atomic.Value // geo.Decision
+	j      geo.Jurisdiction
+	db     *sqlite.DB
+	wallet *wallet.Service
+	srv    *httptest.Server
+	hold   chan struct{} // when set, admitted requests wait on it
+	hits   atomic.Int64
+	last   atomic.Value // geo.Decision
+}
+
+// recordingGate is the edge's gateway.Verifier, counting and keeping the
+// decisions it admits (and holding them when the test asks).
+type recordingGate struct {
+	gate httpapi.GeoGate
+	e    *edge
+}
+
+func (g recordingGate) Decide(r *http.Request, p auth.Principal) (geo.Decision, error) {
+	d, err := g.gate.Decide(r, p)
+	if err != nil {
+		return d, err
+	}
+	g.e.hits.Add(1)
+	g.e.last.Store(d)
+	if g.e.hold != nil {
+		<-g.e.hold
+	}
+	return d, nil
 }
 
 func newEdge(t *testing.T, j geo.Jurisdiction, keys *auth.DevKeys, gatewayJWKS []byte) *edge {
@@ -96,28 +117,8 @@ func newEdge(t *testing.T, j geo.Jurisdiction, keys *auth.DevKeys, gatewayJWKS [
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Player(wallet.RouteDeposit, httpapi.Player, httpapi.RequireGeo(gate, func(w http.ResponseWriter, r *http.Request) error {
-		e.hits.Add(1)
-		d, _ := httpapi.GeoFrom(r.Context())
-		e.last.Store(d)
-		if e.hold != nil {
-			<-e.hold
-		}
-		p, _ := httpapi.PlayerFrom(r.Context())
-		body, err := httpapi.ReadBody(r)
-		if err != nil {
-			return err
-		}
-		req, err := wallet.DecodeMoney(body)
-		if err != nil {
-			return err
-		}
-		resp, err := svc.Deposit(r.Context(), p.Subject, r.Header.Get(httpapi.IdempotencyHeader), req)
-		if err != nil {
-			return err
-		}
-		return httpapi.WriteRaw(w, resp.Status, "application/json", resp.Body)
-	}))
+	e.wallet = svc
+	s.MountWallet(svc, recordingGate{gate: gate, e: e})
 	e.srv = httptest.NewServer(s.PlayerHandler())
 	t.Cleanup(e.srv.Close)
 	return e

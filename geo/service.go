@@ -176,7 +176,18 @@ type Decision struct {
 	BoundaryDistanceM float64
 	// Cached is true when the decision was served from the cache.
 	Cached bool
+	// Source says who verified the token, as seen by the node that acts on
+	// the decision: SourceEdge when this node's own geo service did,
+	// SourceGateway when a gateway did and forwarded its signed decision.
+	// The Service leaves it empty; the gate that admits the request sets it.
+	Source string
 }
+
+// Decision sources (Decision.Source).
+const (
+	SourceEdge    = "edge"
+	SourceGateway = "gateway"
+)
 
 // Record is the part of a decision stored with each bet and money movement.
 type Record struct {
@@ -184,11 +195,12 @@ type Record struct {
 	TokenSHA256  string       `json:"token_sha256"`
 	DecidedAt    time.Time    `json:"decided_at"`
 	Reason       string       `json:"reason"`
+	Source       string       `json:"source"`
 }
 
 // Record returns the storable record of d.
 func (d Decision) Record() Record {
-	return Record{Jurisdiction: d.Jurisdiction, TokenSHA256: d.TokenSHA256, DecidedAt: d.DecidedAt, Reason: d.Reason}
+	return Record{Jurisdiction: d.Jurisdiction, TokenSHA256: d.TokenSHA256, DecidedAt: d.DecidedAt, Reason: d.Reason, Source: d.Source}
 }
 
 // CheckInput is one request's compliance question.

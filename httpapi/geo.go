@@ -98,6 +98,7 @@ func (g LocalGeo) Decide(r *http.Request, p auth.Principal) (geo.Decision, error
 	if err != nil {
 		return d, err
 	}
+	d.Source = geo.SourceEdge
 	return d, CheckResidency(d, p, g.Jurisdiction)
 }
 

@@ -54,8 +54,13 @@ type proofBody struct {
 // Draw records are behind authentication: a draw id is unguessable, and
 // whoever reveals it (e.g. the table service after a round) decides when its
 // values may be seen.
-func (s *Server) MountRNG(svc RNG) {
-	s.Player("POST /v1/rng/draws", Player, func(w http.ResponseWriter, r *http.Request) error {
+//
+// A draw is regulated (it may decide a wager), so POST /v1/rng/draws runs
+// only with an allowed location decision from gate (RequireGeo). Reading a
+// draw's record and proof is not: it changes nothing, and a verifier, an
+// auditor or the player must be able to check a past draw from anywhere.
+func (s *Server) MountRNG(svc RNG, gate GeoGate) {
+	s.Player("POST /v1/rng/draws", Player, RequireGeo(gate, func(w http.ResponseWriter, r *http.Request) error {
 		var b drawBody
 		if err := DecodeJSON(r, &b); err != nil {
 			return err
@@ -70,7 +75,7 @@ func (s *Server) MountRNG(svc RNG) {
 		}
 		w.Header().Set("Location", "/v1/rng/draws/"+d.ID)
 		return WriteJSON(w, http.StatusCreated, d)
-	})
+	}))
 	s.Player("GET /v1/rng/draws/{id}", Player, func(w http.ResponseWriter, r *http.Request) error {
 		p, err := svc.Proof(r.Context(), r.PathValue("id"))
 		if err != nil {

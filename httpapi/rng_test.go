@@ -35,14 +35,25 @@ func (tt rngTokens) Verify(_ context.Context, tok string) (auth.Principal, error
 
 const rngOrigin = "rng.http.buzzer.example/v1"
 
+var rngAlice = auth.Principal{Subject: "alice", Jurisdiction: "NJ"}
+
 // rngServer mounts the RNG routes over a real rng.Service on an in-memory
-// log whose appends can be made to fail.
+// log whose appends can be made to fail, behind a real location gate in
+// which alice's session already holds a decision for Trenton, NJ (her
+// device's first draw sent its token; the following ones need none).
 func rngServer(t testing.TB) (http.Handler, *rngtest.FaultStore) {
+	t.Helper()
+	geoEnv := newGeoEnv(t, "NJ")
+	geoEnv.admit(t, "alice", rngAlice, trenton)
+	return rngServerWith(t, geoEnv.gate)
+}
+
+func rngServerWith(t testing.TB, gate httpapi.GeoGate) (http.Handler, *rngtest.FaultStore) {
 	t.Helper()
 	cfg := httpapi.DefaultConfig()
 	cfg.HTTPAddr, cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
 	srv, err := httpapi.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)),
-		rngTokens{"alice": {Subject: "alice", Jurisdiction: "US-NJ"}}, rngTokens{}, prometheus.NewRegistry())
+		rngTokens{"alice": rngAlice, "bob": {Subject: "bob", Jurisdiction: "NJ"}}, rngTokens{}, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +74,7 @@ func rngServer(t testing.TB) (http.Handler, *rngtest.FaultStore) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { svc.Close() })
-	srv.MountRNG(svc)
+	srv.MountRNG(svc, gate)
 	return srv.PlayerHandler(), store
 }
 
@@ -288,5 +299,70 @@ func TestRNGClientChecksOverHTTP(t *testing.T) {
 	anon := httpapi.NewRNGClient(ts.URL, ts.Client(), "")
 	if _, err := anon.Draw(ctx, rng.DrawRequest{Purpose: "p", Kind: rng.KindBytes, N: 1}); buzzer.ErrorCode(err) != buzzer.EUNAUTHORIZED {
 		t.Fatalf("Draw without a token: %v, want unauthorized", err)
+	}
+}
+
+// A draw is regulated: without an allowed location decision it is refused
+// before the RNG is touched, and nothing is appended to the log; reading a
+// logged draw needs only the player token.
+func TestRNGDrawNeedsALocation(t *testing.T) {
+	env := newGeoEnv(t, "NJ")
+	h, store := rngServerWith(t, env.gate)
+	body := `{"purpose":"p","kind":"int","n":6,"count":1}`
+	problem := func(rec *httptest.ResponseRecorder) httpapi.Problem {
+		t.Helper()
+		var p httpapi.Problem
+		if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil {
+			t.Fatalf("%d %s: %v", rec.Code, rec.Body, err)
+		}
+		return p
+	}
+	logSize := func() int64 {
+		t.Helper()
+		n, err := store.TreeSize(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	rec := call(t, h, "POST", "/v1/rng/draws", "alice", body)
+	if p := problem(rec); rec.Code != http.StatusForbidden || p.Reason != "geolocation_required" {
+		t.Fatalf("draw without a location: %d %s, want 403 geolocation_required", rec.Code, rec.Body)
+	}
+	// Located across the Delaware in Morrisville, PA: an NJ account on an NJ
+	// node is refused.
+	req := httptest.NewRequest("POST", "/v1/rng/draws", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer alice")
+	req.Header.Set(httpapi.GeoTokenHeader, env.token(t, "alice", rngAlice, morrisville))
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if p := problem(rec); rec.Code != http.StatusForbidden || p.Reason != "jurisdiction_mismatch" {
+		t.Fatalf("draw located in PA: %d %s, want 403 jurisdiction_mismatch", rec.Code, rec.Body)
+	}
+	if n := logSize(); n != 0 {
+		t.Fatalf("refused draws appended %d records", n)
+	}
+
+	// Located in Trenton: the draw is made, and the session's decision
+	// serves the next one without a token.
+	req = httptest.NewRequest("POST", "/v1/rng/draws", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer alice")
+	req.Header.Set(httpapi.GeoTokenHeader, env.token(t, "alice", rngAlice, trenton))
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusCreated {
+		t.Fatalf("draw located in NJ: %d %s", rec.Code, rec.Body)
+	}
+	if rec = call(t, h, "POST", "/v1/rng/draws", "alice", body); rec.Code != http.StatusCreated {
+		t.Fatalf("draw on the cached decision: %d %s", rec.Code, rec.Body)
+	}
+	loc := rec.Header().Get("Location")
+	if n := logSize(); n != 2 {
+		t.Fatalf("log holds %d draws, want 2", n)
+	}
+	// bob has no location decision, yet may read the logged draw.
+	if rec := call(t, h, "GET", loc, "bob", ""); rec.Code != http.StatusOK {
+		t.Fatalf("reading a draw without a location: %d %s", rec.Code, rec.Body)
 	}
 }

@@ -132,9 +132,14 @@ func tableEventsQuery(r *http.Request) (after int64, limit int, err error) {
 // Idempotency-Key is required and logged; the money a decision moves is
 // keyed by (table, round, seat, action) in the wallet, never by it.
 //
+// Taking a seat and acting are regulated (an action may stake money), so
+// they run only with an allowed location decision from gate (RequireGeo).
+// Reads and leaving a seat need only the player token: they stake nothing,
+// and a player must always be able to get up.
+//
 // It registers buzzer_table_action_duration_seconds{action,result}: the time
 // to carry out a decision, stake debit and state write included.
-func (s *Server) MountTables(svc *table.Service) {
+func (s *Server) MountTables(svc *table.Service, gate GeoGate) {
 	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "buzzer_table_action_duration_seconds",
 		Help:    "Time to carry out a player's table decision (stake debit and fenced state write included), by action and result.",
@@ -174,7 +179,7 @@ func (s *Server) MountTables(svc *table.Service) {
 		}
 		return WriteJSON(w, http.StatusOK, map[string]any{"table": id, "after": after, "events": evs})
 	})
-	s.Player("POST /v1/tables/{id}/seats", Player, func(w http.ResponseWriter, r *http.Request) error {
+	s.Player("POST /v1/tables/{id}/seats", Player, RequireGeo(gate, func(w http.ResponseWriter, r *http.Request) error {
 		id := r.PathValue("id")
 		p, _ := PlayerFrom(r.Context())
 		var b tableSeatBody
@@ -194,7 +199,7 @@ func (s *Server) MountTables(svc *table.Service) {
 		}
 		w.Header().Set("Location", "/v1/tables/"+id+"/seats/"+strconv.Itoa(b.Seat))
 		return WriteJSON(w, http.StatusCreated, v)
-	})
+	}))
 	s.Player("DELETE /v1/tables/{id}/seats/{seat}", Player, func(w http.ResponseWriter, r *http.Request) error {
 		id := r.PathValue("id")
 		p, _ := PlayerFrom(r.Context())
@@ -208,7 +213,7 @@ func (s *Server) MountTables(svc *table.Service) {
 		}
 		return WriteJSON(w, http.StatusOK, v)
 	})
-	s.Player("POST /v1/tables/{id}/actions", Player, func(w http.ResponseWriter, r *http.Request) error {
+	s.Player("POST /v1/tables/{id}/actions", Player, RequireGeo(gate, func(w http.ResponseWriter, r *http.Request) error {
 		id := r.PathValue("id")
 		p, _ := PlayerFrom(r.Context())
 		key, err := tableKey(r)
@@ -257,7 +262,7 @@ func (s *Server) MountTables(svc *table.Service) {
 			}
 		}
 		return s.tableRefusal(w, r, svc, id, err)
-	})
+	}))
 }
 
 // tableSeatOf returns the player in seat n of v ("" if empty).

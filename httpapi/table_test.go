@@ -138,7 +138,12 @@ func (r *tableRig) node(t *testing.T, name string, players ...string) (*table.Se
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.MountTables(svc)
+	// Every player's session already holds a location decision (Trenton).
+	geoEnv := newGeoEnv(t, "NJ")
+	for _, p := range players {
+		geoEnv.admit(t, p, tokens[p], trenton)
+	}
+	srv.MountTables(svc, geoEnv.gate)
 	return svc, srv.PlayerHandler()
 }
 

@@ -59,12 +59,31 @@ func writeResponse(w http.ResponseWriter, resp *wallet.Response) error {
 	return WriteRaw(w, resp.Status, "application/json", resp.Body)
 }
 
+// walletDecision is the record of the location decision RequireGeo
+// admitted r with, stored with the movement or bet it authorizes.
+func walletDecision(r *http.Request) (*wallet.Decision, error) {
+	d, ok := GeoFrom(r.Context())
+	if !ok || !d.Allowed || d.Jurisdiction == "" || d.Source == "" {
+		// RequireGeo always sets an allowed decision; anything else is a
+		// wiring fault, and money does not move on it.
+		return nil, ComplianceUnavailable(nil)
+	}
+	return &wallet.Decision{Jurisdiction: string(d.Jurisdiction), TokenHash: d.TokenSHA256, DecidedAt: d.DecidedAt, Source: d.Source}, nil
+}
+
 // MountWallet adds the money API, the bet API and the operator's settlement
 // and ledger-check routes. The player always comes from the verified token:
 // no ID in a body or path can reach another player's money.
-func (s *Server) MountWallet(svc *wallet.Service) {
+//
+// Deposits, withdrawals and bet placement move money, so they run only with
+// an allowed location decision from gate (RequireGeo), and that decision is
+// stored with the transaction or bet. Balance, history and bet reads stay
+// JWT-only: they change nothing, and a player must be able to see their own
+// money from anywhere (the law restricts where a wager is placed, not where
+// a statement is read).
+func (s *Server) MountWallet(svc *wallet.Service, gate GeoGate) {
 	money := func(do func(*http.Request, string, string, wallet.MoneyRequest) (*wallet.Response, error)) HandlerFunc {
-		return func(w http.ResponseWriter, r *http.Request) error {
+		return RequireGeo(gate, func(w http.ResponseWriter, r *http.Request) error {
 			p, _ := PlayerFrom(r.Context())
 			key := r.Header.Get(IdempotencyHeader)
 			body, err := ReadBody(r)
@@ -75,12 +94,15 @@ func (s *Server) MountWallet(svc *wallet.Service) {
 			if err != nil {
 				return err
 			}
+			if req.Decision, err = walletDecision(r); err != nil {
+				return err
+			}
 			resp, err := do(r, p.Subject, key, req)
 			if err != nil {
 				return err
 			}
 			return writeResponse(w, resp)
-		}
+		})
 	}
 	s.Player(wallet.RouteDeposit, Player, money(func(r *http.Request, player, key string, req wallet.MoneyRequest) (*wallet.Response, error) {
 		return svc.Deposit(r.Context(), player, key, req)
@@ -123,7 +145,7 @@ func (s *Server) MountWallet(svc *wallet.Service) {
 		return WriteJSON(w, http.StatusOK, map[string]any{"transactions": entries, "next_cursor": next})
 	})
 
-	s.Player(wallet.RoutePlaceBet, Player, func(w http.ResponseWriter, r *http.Request) error {
+	s.Player(wallet.RoutePlaceBet, Player, RequireGeo(gate, func(w http.ResponseWriter, r *http.Request) error {
 		p, _ := PlayerFrom(r.Context())
 		key := r.Header.Get(IdempotencyHeader)
 		body, err := ReadBody(r)
@@ -134,12 +156,15 @@ func (s *Server) MountWallet(svc *wallet.Service) {
 		if err != nil {
 			return err
 		}
+		if req.Decision, err = walletDecision(r); err != nil {
+			return err
+		}
 		resp, err := svc.PlaceBet(r.Context(), p.Subject, key, req)
 		if err != nil {
 			return err
 		}
 		return writeResponse(w, resp)
-	})
+	}))
 
 	s.Player("GET /v1/bets/{id}", Player, func(w http.ResponseWriter, r *http.Request) error {
 		p, _ := PlayerFrom(r.Context())

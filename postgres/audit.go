@@ -116,6 +116,13 @@ func (t auditedWalletTx) ApplyTransaction(ctx context.Context, txn *wallet.Trans
 	return out, audit.CaptureTransaction(ctx, t.ob, txn)
 }
 
+// ApplyBatch captures every transaction and bet of a group commit, as
+// ApplyTransaction and InsertBet do one at a time (the same records through
+// the same counters, pipelined with the writes: see applyBatch).
+func (t auditedWalletTx) ApplyBatch(ctx context.Context, txns []*wallet.Transaction, bets []*wallet.Bet, keys []*wallet.KeyRecord) error {
+	return t.walletTx.applyBatch(ctx, txns, bets, keys, true)
+}
+
 func (t auditedWalletTx) InsertBet(ctx context.Context, b *wallet.Bet) error {
 	if err := t.walletTx.InsertBet(ctx, b); err != nil {
 		return err

@@ -99,8 +99,11 @@ func (t walletTx) PurgeKeys(ctx context.Context, before time.Time, limit int) (i
 // per account in a single batch (one round trip).
 func (t walletTx) ApplyTransaction(ctx context.Context, txn *wallet.Transaction) ([]buzzer.Amount, error) {
 	b := &pgx.Batch{}
-	b.Queue(`INSERT INTO wallet_transactions (id, kind, player_id, reference, effect_key, created_at) VALUES ($1,$2,$3,$4,$5,$6)`,
-		txn.ID, string(txn.Kind), txn.Player, txn.Reference, txn.EffectKey, txn.CreatedAt)
+	dj, dh, da, ds := decisionCols(txn.Decision)
+	b.Queue(`INSERT INTO wallet_transactions (id, kind, player_id, reference, effect_key, created_at,
+			decision_jurisdiction, decision_token_hash, decision_at, decision_source)
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)`,
+		txn.ID, string(txn.Kind), txn.Player, txn.Reference, txn.EffectKey, txn.CreatedAt, dj, dh, da, ds)
 	ids := make([]string, len(txn.Postings))
 	owners := make([]string, len(txn.Postings))
 	amounts := make([]int64, len(txn.Postings))
@@ -195,7 +198,8 @@ func scanAccounts(rows pgx.Rows) ([]wallet.Account, error) {
 }
 
 func (t walletTx) Entries(ctx context.Context, owner string, before wallet.EntryCursor, limit int) ([]wallet.Entry, error) {
-	q := `SELECT p.txn_id, t.kind, p.account_id, p.amount, t.reference, p.created_at
+	q := `SELECT p.txn_id, t.kind, p.account_id, p.amount, t.reference, p.created_at,
+			t.decision_jurisdiction, t.decision_token_hash, t.decision_at, t.decision_source
 		FROM wallet_postings p JOIN wallet_transactions t ON t.id = p.txn_id
 		WHERE p.owner = $1 AND ($2::TEXT = '' OR (p.created_at, p.txn_id) < ($3, $2))
 		ORDER BY p.created_at DESC, p.txn_id DESC LIMIT $4`
@@ -209,9 +213,12 @@ func (t walletTx) Entries(ctx context.Context, owner string, before wallet.Entry
 		var e wallet.Entry
 		var kind, account string
 		var amount int64
-		if err := rows.Scan(&e.TransactionID, &kind, &account, &amount, &e.Reference, &e.CreatedAt); err != nil {
+		var dj, dh, ds *string
+		var da *time.Time
+		if err := rows.Scan(&e.TransactionID, &kind, &account, &amount, &e.Reference, &e.CreatedAt, &dj, &dh, &da, &ds); err != nil {
 			return nil, err
 		}
+		e.Decision = scanDecision(dj, dh, da, ds)
 		k, err := wallet.ParseAccountID(account)
 		if err != nil {
 			return nil, buzzer.Wrap(err, buzzer.EINTERNAL, "stored account id is malformed")
@@ -228,8 +235,10 @@ func (t walletTx) InsertBet(ctx context.Context, b *wallet.Bet) error {
 		return buzzer.Wrap(err, buzzer.EINTERNAL, "cannot encode bet")
 	}
 	batch := &pgx.Batch{}
-	batch.Queue(`INSERT INTO wallet_bets (player_id, id, status, placed_at, doc) VALUES ($1,$2,$3,$4,$5)`,
-		b.Player, b.ID, string(b.Status), b.PlacedAt, doc)
+	dj, dh, da, ds := decisionCols(b.Decision)
+	batch.Queue(`INSERT INTO wallet_bets (player_id, id, status, placed_at, doc,
+			decision_jurisdiction, decision_token_hash, decision_at, decision_source) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)`,
+		b.Player, b.ID, string(b.Status), b.PlacedAt, doc, dj, dh, da, ds)
 	for _, l := range b.Legs {
 		batch.Queue(`INSERT INTO wallet_bet_legs (market_id, bet_id, player_id, result_version) VALUES ($1,$2,$3,$4)`,
 			l.MarketID, b.ID, b.Player, l.ResultVersion)

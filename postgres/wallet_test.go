@@ -25,12 +25,5 @@ func TestWalletBank(t *testing.T) {
 // a client whose resend drops the idempotency key, and requires its checks
 // to fail: the checks can see a double effect.
 func TestWalletBankCatchesDroppedKey(t *testing.T) {
-	cfg := wallettest.DefaultBankConfig()
-	cfg.Ops = 2000
-	cfg.DropKeyOnResend = true
-	res := wallettest.Bank(t, newWalletStore(t), cfg)
-	if len(res.Problems) == 0 {
-		t.Fatal("a resend under a fresh key went unnoticed")
-	}
-	t.Logf("caught %d problems, e.g. %s", len(res.Problems), res.Problems[0])
+	wallettest.RunBankCatchesDroppedKey(t, newWalletStore)
 }

@@ -9,6 +9,9 @@
 #
 #   PGURL=postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable \
 #   CLIENTS=64 DURATION=30s RETRY_RATE=0.1 scripts/bench-wallet.sh
+#
+# BUZZER_BIN=/path/to/buzzer uses a binary built beforehand instead of
+# building one from the work tree.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PGURL="${PGURL:-postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable}"
@@ -32,8 +35,13 @@ cleanup() {
 trap cleanup EXIT
 log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
-log "building buzzer"
-go build -o "$work/buzzer" ./cmd/buzzer
+if [ -n "${BUZZER_BIN:-}" ]; then
+  log "using $BUZZER_BIN"
+  cp "$BUZZER_BIN" "$work/buzzer"
+else
+  log "building buzzer"
+  go build -o "$work/buzzer" ./cmd/buzzer
+fi
 
 log "pgbench: init scale 10"
 psql "$PGURL" -qc "CREATE DATABASE $PGB_DB" >/dev/null

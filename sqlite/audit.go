@@ -112,6 +112,25 @@ func (t auditedWalletTx) ApplyTransaction(ctx context.Context, txn *wallet.Trans
 	return out, audit.CaptureTransaction(ctx, t.ob, txn)
 }
 
+// ApplyBatch captures every transaction and bet of a group commit, as
+// ApplyTransaction and InsertBet do one at a time.
+func (t auditedWalletTx) ApplyBatch(ctx context.Context, txns []*wallet.Transaction, bets []*wallet.Bet, keys []*wallet.KeyRecord) error {
+	if err := t.walletTx.ApplyBatch(ctx, txns, bets, keys); err != nil {
+		return err
+	}
+	for _, txn := range txns {
+		if err := audit.CaptureTransaction(ctx, t.ob, txn); err != nil {
+			return err
+		}
+	}
+	for _, b := range bets {
+		if err := audit.CaptureBetPlaced(ctx, t.ob, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (t auditedWalletTx) InsertBet(ctx context.Context, b *wallet.Bet) error {
 	if err := t.walletTx.InsertBet(ctx, b); err != nil {
 		return err

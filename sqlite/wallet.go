@@ -101,8 +101,10 @@ func (t walletTx) PurgeKeys(ctx context.Context, before time.Time, limit int) (i
 func (t walletTx) LockAccounts(context.Context, []wallet.AccountKey) error { return nil }
 
 func (t walletTx) ApplyTransaction(ctx context.Context, txn *wallet.Transaction) ([]buzzer.Amount, error) {
-	if _, err := t.exec(ctx, `INSERT INTO wallet_transactions (id, kind, player_id, reference, effect_key, created_at) VALUES ($1,$2,$3,$4,$5,$6)`,
-		txn.ID, string(txn.Kind), txn.Player, txn.Reference, txn.EffectKey, us(txn.CreatedAt)); err != nil {
+	dj, dh, da, ds := decisionCols(txn.Decision)
+	if _, err := t.exec(ctx, `INSERT INTO wallet_transactions (id, kind, player_id, reference, effect_key, created_at,
+			decision_jurisdiction, decision_token_hash, decision_at, decision_source) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)`,
+		txn.ID, string(txn.Kind), txn.Player, txn.Reference, txn.EffectKey, us(txn.CreatedAt), dj, dh, da, ds); err != nil {
 		return nil, err
 	}
 	out := make([]buzzer.Amount, len(txn.Postings))
@@ -160,7 +162,8 @@ func scanAccounts(rows *sql.Rows) ([]wallet.Account, error) {
 }
 
 func (t walletTx) Entries(ctx context.Context, owner string, before wallet.EntryCursor, limit int) ([]wallet.Entry, error) {
-	rows, err := t.tx.QueryContext(ctx, `SELECT p.txn_id, t.kind, p.account_id, p.amount, t.reference, p.created_at
+	rows, err := t.tx.QueryContext(ctx, `SELECT p.txn_id, t.kind, p.account_id, p.amount, t.reference, p.created_at,
+			t.decision_jurisdiction, t.decision_token_hash, t.decision_at, t.decision_source
 		FROM wallet_postings p JOIN wallet_transactions t ON t.id = p.txn_id
 		WHERE p.owner = $1 AND ($2 = '' OR (p.created_at, p.txn_id) < ($3, $2))
 		ORDER BY p.created_at DESC, p.txn_id DESC LIMIT $4`, owner, before.TransactionID, us(before.CreatedAt), limit)
@@ -173,9 +176,12 @@ func (t walletTx) Entries(ctx context.Context, owner string, before wallet.Entry
 		var e wallet.Entry
 		var kind, account string
 		var amount, at int64
-		if err := rows.Scan(&e.TransactionID, &kind, &account, &amount, &e.Reference, &at); err != nil {
+		var dj, dh, ds sql.NullString
+		var da sql.NullInt64
+		if err := rows.Scan(&e.TransactionID, &kind, &account, &amount, &e.Reference, &at, &dj, &dh, &da, &ds); err != nil {
 			return nil, err
 		}
+		e.Decision = scanDecision(dj, dh, da, ds)
 		k, err := wallet.ParseAccountID(account)
 		if err != nil {
 			return nil, buzzer.Wrap(err, buzzer.EINTERNAL, "stored account id is malformed")
@@ -191,8 +197,10 @@ func (t walletTx) InsertBet(ctx context.Context, b *wallet.Bet) error {
 	if err != nil {
 		return buzzer.Wrap(err, buzzer.EINTERNAL, "cannot encode bet")
 	}
-	if _, err := t.exec(ctx, `INSERT INTO wallet_bets (player_id, id, status, placed_at, doc) VALUES ($1,$2,$3,$4,$5)`,
-		b.Player, b.ID, string(b.Status), us(b.PlacedAt), string(doc)); err != nil {
+	dj, dh, da, ds := decisionCols(b.Decision)
+	if _, err := t.exec(ctx, `INSERT INTO wallet_bets (player_id, id, status, placed_at, doc,
+			decision_jurisdiction, decision_token_hash, decision_at, decision_source) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)`,
+		b.Player, b.ID, string(b.Status), us(b.PlacedAt), string(doc), dj, dh, da, ds); err != nil {
 		return err
 	}
 	for _, l := range b.Legs {

@@ -20,3 +20,8 @@ func TestWalletStore(t *testing.T) {
 func TestWalletBank(t *testing.T) {
 	wallettest.RunBank(t, newWalletStore)
 }
+
+// TestWalletBankCatchesDroppedKey: see the PostgreSQL test of that name.
+func TestWalletBankCatchesDroppedKey(t *testing.T) {
+	wallettest.RunBankCatchesDroppedKey(t, newWalletStore)
+}

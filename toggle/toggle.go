@@ -113,8 +113,13 @@ func (s *Set) apply(st State) {
 // Loaded is closed once the stored states were read.
 func (s *Set) Loaded() <-chan struct{} { return s.ready }
 
-// Enabled reports a toggle's current value (false for an unknown name).
+// Enabled reports a toggle's current value (false for an unknown name). A
+// nil Set, as in a part built without toggles, answers every default.
 func (s *Set) Enabled(n Name) bool {
+	if s == nil {
+		d, _ := definition(n)
+		return d.Default
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.state[n].Enabled

@@ -90,6 +90,8 @@ type Bet struct {
 	// SettledBy is who made the last settlement or resettlement: an operator
 	// ID or "feed".
 	SettledBy string `json:"settled_by,omitempty"`
+	// Decision is the compliance decision the bet was placed under.
+	Decision *Decision `json:"decision,omitempty"`
 	// Internal bookkeeping, not shown to players.
 	StakeBucket  int    `json:"stake_bucket"`
 	PlacementTxn string `json:"placement_txn"`

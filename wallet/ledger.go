@@ -139,7 +139,10 @@ type Transaction struct {
 	// One effect key never has two transactions: the checker verifies it.
 	EffectKey string
 	CreatedAt time.Time
-	Postings  []Posting
+	// Decision is the compliance decision that authorized a deposit,
+	// withdrawal or bet (nil for settlements and table money).
+	Decision *Decision
+	Postings []Posting
 }
 
 // Validate checks the double-entry rules: at least two postings, no zero
@@ -240,6 +243,9 @@ type Entry struct {
 	Currency      buzzer.Currency `json:"currency"`
 	Reference     string          `json:"reference,omitempty"`
 	CreatedAt     time.Time       `json:"created_at"`
+	// Decision is the compliance decision stored with the entry's
+	// transaction, if it had one.
+	Decision *Decision `json:"decision,omitempty"`
 }
 
 // EntryCursor pages a player's entries newest first.

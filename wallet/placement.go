@@ -21,6 +21,11 @@ func (s *Service) PlaceBet(ctx context.Context, player, key string, req PlaceBet
 	if req.Stake < s.cfg.MinStake || req.Stake > s.cfg.MaxStake {
 		return nil, buzzer.Errorf(buzzer.EUNPROCESSABLE, "The stake must be between %d and %d minor units.", s.cfg.MinStake, s.cfg.MaxStake).WithReason("stake_limit")
 	}
+	decision, err := s.admit(req.Decision)
+	if err != nil {
+		return nil, err
+	}
+	req.Decision = decision
 	fp, err := Fingerprint(RoutePlaceBet, req)
 	if err != nil {
 		return nil, err
@@ -36,9 +41,14 @@ func (s *Service) PlaceBet(ctx context.Context, player, key string, req PlaceBet
 			}
 		}
 	}
-	return s.execute(ctx, player, key, fp, delay, func(ctx context.Context, tx Tx, now time.Time, effectKey string) (int, []byte, string, error) {
-		return s.placeBet(ctx, tx, now, effectKey, player, req)
-	})
+	markets := make([]string, len(req.Legs))
+	for i, l := range req.Legs {
+		markets[i] = l.MarketID
+	}
+	return s.execute(ctx, player, key, fp, delay, effect{markets: markets,
+		plan: func(ctx context.Context, now time.Time, effectKey string, bucket func(string) int, results map[string]*MarketResult) (*plan, error) {
+			return s.planBet(ctx, now, effectKey, bucket, results, player, req)
+		}})
 }
 
 // quotes fetches and checks the current quote of every leg.
@@ -63,20 +73,18 @@ func (s *Service) quotes(ctx context.Context, req PlaceBetRequest) ([]Quote, err
 	return out, nil
 }
 
-func (s *Service) placeBet(ctx context.Context, tx Tx, now time.Time, effectKey, player string, req PlaceBetRequest) (int, []byte, string, error) {
+// planBet prices the bet now and builds its placement; results holds the
+// result records of the legs' markets (a resulted market takes no bets).
+func (s *Service) planBet(ctx context.Context, now time.Time, effectKey string, bucket func(string) int, results map[string]*MarketResult, player string, req PlaceBetRequest) (*plan, error) {
 	qs, err := s.quotes(ctx, req)
 	if err != nil {
-		return 0, nil, "", err
+		return nil, err
 	}
 	prices := make([]buzzer.Price, len(qs))
 	legs := make([]Leg, len(qs))
 	for i, q := range qs {
-		r, err := tx.GetMarketResult(ctx, q.MarketID)
-		if err != nil {
-			return 0, nil, "", err
-		}
-		if r != nil {
-			return 0, nil, "", buzzer.Errorf(buzzer.EUNPROCESSABLE, "The market of leg %d is already resulted.", i+1).WithReason("market_not_open")
+		if results[q.MarketID] != nil || results[req.Legs[i].MarketID] != nil {
+			return nil, buzzer.Errorf(buzzer.EUNPROCESSABLE, "The market of leg %d is already resulted.", i+1).WithReason("market_not_open")
 		}
 		prices[i] = q.Price
 		legs[i] = Leg{EventID: q.EventID, MarketID: q.MarketID, SelectionID: q.SelectionID, RequestedPrice: req.Legs[i].Price,
@@ -84,27 +92,23 @@ func (s *Service) placeBet(ctx context.Context, tx Tx, now time.Time, effectKey,
 	}
 	payout, err := buzzer.Payout(req.Stake, prices...)
 	if err != nil || payout > s.cfg.MaxPayout {
-		return 0, nil, "", buzzer.Errorf(buzzer.EUNPROCESSABLE, "The potential payout is over the limit of %d minor units.", s.cfg.MaxPayout).WithReason("payout_limit")
+		return nil, buzzer.Errorf(buzzer.EUNPROCESSABLE, "The potential payout is over the limit of %d minor units.", s.cfg.MaxPayout).WithReason("payout_limit")
 	}
 	id := s.newID()
 	b := &Bet{ID: id, Player: player, Jurisdiction: s.cfg.Jurisdiction, Currency: req.Currency, Stake: req.Stake,
 		PotentialPayout: payout, PriceChange: req.PriceChange, Legs: legs, Status: BetOpen, PlacedAt: now.UTC(),
-		StakeBucket: s.bucket(id), PlacementTxn: s.newID()}
-	t := &Transaction{ID: b.PlacementTxn, Kind: TxnBetPlaced, Player: player, Reference: id, EffectKey: effectKey, CreatedAt: now, Postings: []Posting{
+		StakeBucket: bucket(id), PlacementTxn: s.newID(), Decision: req.Decision}
+	t := &Transaction{ID: b.PlacementTxn, Kind: TxnBetPlaced, Player: player, Reference: id, EffectKey: effectKey, CreatedAt: now, Decision: req.Decision, Postings: []Posting{
 		{Account: s.playerAccount(player, req.Currency, KindCash), Amount: -req.Stake},
 		{Account: s.houseAccount(req.Currency, KindStakesHeld, b.StakeBucket), Amount: req.Stake},
 	}}
-	if _, err := s.apply(ctx, tx, t); err != nil {
-		return 0, nil, "", err
-	}
-	if err := tx.InsertBet(ctx, b); err != nil {
-		return 0, nil, "", err
-	}
-	body, err := json.Marshal(b.View())
-	if err != nil {
-		return 0, nil, "", buzzer.Wrap(err, buzzer.EINTERNAL, "cannot encode the bet")
-	}
-	return 201, body, t.ID, nil
+	return &plan{txn: t, bet: b, answer: func([]buzzer.Amount) (int, []byte, error) {
+		body, err := json.Marshal(b.View())
+		if err != nil {
+			return 0, nil, buzzer.Wrap(err, buzzer.EINTERNAL, "cannot encode the bet")
+		}
+		return 201, body, nil
+	}}, nil
 }
 
 // Bet returns one of player's bets; another player's bet is ENOTFOUND.

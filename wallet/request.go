@@ -19,6 +19,10 @@ const maxIDLen = 64
 type MoneyRequest struct {
 	Amount   buzzer.Amount   `json:"amount"`
 	Currency buzzer.Currency `json:"currency"`
+	// Decision is the compliance decision the transport made for this
+	// request. It never comes from the client's body and is not part of the
+	// idempotency fingerprint.
+	Decision *Decision `json:"-"`
 }
 
 // Validate checks the shape; limits are the service's.
@@ -43,6 +47,9 @@ type PlaceBetRequest struct {
 	Currency    buzzer.Currency `json:"currency"`
 	Legs        []LegRequest    `json:"legs"`
 	PriceChange PriceChange     `json:"price_change"`
+	// Decision is as in MoneyRequest: set by the transport, not the client,
+	// and not fingerprinted.
+	Decision *Decision `json:"-"`
 }
 
 // Validate checks the shape of r (maxLegs bounds accumulators) and fills the

@@ -47,6 +47,15 @@ type Config struct {
 	SettleBatch int `yaml:"settle_batch"`
 	// PurgeBatch is how many expired keys one purge transaction deletes.
 	PurgeBatch int `yaml:"purge_batch"`
+	// RequireDecision refuses deposits, withdrawals and bets that carry no
+	// compliance Decision (EFORBIDDEN, reason compliance_required).
+	RequireDecision bool `yaml:"require_decision"`
+	// BatchMax is the most requests one group commit carries (see
+	// batch.go); 0 or 1 runs every request in its own transaction.
+	BatchMax int `yaml:"batch_max"`
+	// BatchLanes is how many group commits may run at once (at most
+	// Buckets); each player's requests always go through the same one.
+	BatchLanes int `yaml:"batch_lanes"`
 }
 
 // DefaultConfig returns safe defaults; Jurisdiction defaults to "default".
@@ -65,6 +74,8 @@ func DefaultConfig() Config {
 		MaxWithdrawal: 10_000_000,
 		SettleBatch:   200,
 		PurgeBatch:    1000,
+		BatchMax:      128,
+		BatchLanes:    4,
 	}
 }
 
@@ -94,6 +105,10 @@ func (c Config) Validate() error {
 		return bad("settle_batch must be 1..10000, got %d", c.SettleBatch)
 	case c.PurgeBatch < 1 || c.PurgeBatch > 100000:
 		return bad("purge_batch must be 1..100000, got %d", c.PurgeBatch)
+	case c.BatchMax < 0 || c.BatchMax > 10000:
+		return bad("batch_max must be 0..10000, got %d", c.BatchMax)
+	case c.BatchLanes < 0 || c.BatchLanes > 256:
+		return bad("batch_lanes must be 0..256, got %d", c.BatchLanes)
 	}
 	return nil
 }
@@ -119,6 +134,7 @@ type Service struct {
 	clock  buzzer.Clock
 	newID  func() string
 	sleep  func(context.Context, time.Duration) error
+	lanes  []*lane // nil: group commit is off
 }
 
 // New validates cfg and returns the service.
@@ -138,6 +154,12 @@ func New(cfg Config, d Deps) (*Service, error) {
 	}
 	if s.sleep == nil {
 		s.sleep = timerSleep
+	}
+	if cfg.BatchMax > 1 {
+		n := min(max(cfg.BatchLanes, 1), cfg.Buckets)
+		for i := 0; i < n; i++ {
+			s.lanes = append(s.lanes, &lane{s: s, index: i})
+		}
 	}
 	return s, nil
 }
@@ -223,9 +245,42 @@ func (s *Service) houseAccount(c buzzer.Currency, k AccountKind, bucket int) Acc
 	return AccountKey{Owner: HouseOwner, Jurisdiction: s.cfg.Jurisdiction, Currency: c, Kind: k, Bucket: bucket}
 }
 
-// effectFunc runs a request's effect inside the key's transaction and
-// returns the response status and body to store.
-type effectFunc func(ctx context.Context, tx Tx, now time.Time, effectKey string) (status int, body []byte, effectID string, err error)
+// effect is a request's state change, described so that it can run alone
+// in its own transaction or with others in one group commit (see batch.go).
+type effect struct {
+	// markets whose result records plan needs.
+	markets []string
+	plan    planFunc
+}
+
+// runAlone applies e inside tx and returns the response to store.
+func (s *Service) runAlone(ctx context.Context, tx Tx, now time.Time, effectKey string, e effect) (int, []byte, string, error) {
+	results := map[string]*MarketResult{}
+	for _, m := range e.markets {
+		r, err := tx.GetMarketResult(ctx, m)
+		if err != nil {
+			return 0, nil, "", err
+		}
+		if r != nil {
+			results[m] = r
+		}
+	}
+	p, err := e.plan(ctx, now, effectKey, s.bucket, results)
+	if err != nil {
+		return 0, nil, "", err
+	}
+	after, err := s.apply(ctx, tx, p.txn)
+	if err != nil {
+		return 0, nil, "", err
+	}
+	if p.bet != nil {
+		if err := tx.InsertBet(ctx, p.bet); err != nil {
+			return 0, nil, "", err
+		}
+	}
+	status, body, err := p.answer(after)
+	return status, body, p.txn.ID, err
+}
 
 // claim takes the key for this attempt (tok) or decides the request without
 // running it: a completed record is returned for replay; a different
@@ -289,6 +344,14 @@ type storedRejection struct {
 	Message string `json:"message"`
 }
 
+func storedRejectionBody(rejected error) ([]byte, error) {
+	body, err := json.Marshal(storedRejection{Code: buzzer.ErrorCode(rejected), Reason: buzzer.ErrorReason(rejected), Message: buzzer.ErrorMessage(rejected)})
+	if err != nil {
+		return nil, buzzer.Wrap(err, buzzer.EINTERNAL, "cannot encode the rejection")
+	}
+	return body, nil
+}
+
 func replay(rec *KeyRecord) (*Response, error) {
 	if rec.Status == 0 {
 		var r storedRejection
@@ -315,9 +378,9 @@ func keyError(err error) bool {
 // back) as the key's answer, unless another attempt decided the key first,
 // in which case that attempt's answer is returned instead.
 func (s *Service) recordRejection(ctx context.Context, player, key, fp, tok string, rejected error) (*Response, error) {
-	body, err := json.Marshal(storedRejection{Code: buzzer.ErrorCode(rejected), Reason: buzzer.ErrorReason(rejected), Message: buzzer.ErrorMessage(rejected)})
+	body, err := storedRejectionBody(rejected)
 	if err != nil {
-		return nil, buzzer.Wrap(err, buzzer.EINTERNAL, "cannot encode the rejection")
+		return nil, err
 	}
 	var resp *Response
 	var answer error
@@ -350,12 +413,17 @@ func (s *Service) recordRejection(ctx context.Context, player, key, fp, tok stri
 // A refusal by the effect (insufficient funds, price changed, ...) is
 // stored as the key's answer too, in a second transaction after the effect's
 // rolled back, so every send of one key gets one answer.
-func (s *Service) execute(ctx context.Context, player, key, fp string, delay time.Duration, effect effectFunc) (*Response, error) {
+func (s *Service) execute(ctx context.Context, player, key, fp string, delay time.Duration, e effect) (*Response, error) {
 	if err := validID(player); err != nil {
 		return nil, buzzer.Errorf(buzzer.EINVALID, "player id is invalid")
 	}
 	if err := ValidateKey(key); err != nil {
 		return nil, err
+	}
+	if delay == 0 && s.lanes != nil {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.EffectTimeout)
+		defer cancel()
+		return s.executeBatched(ctx, player, key, fp, e)
 	}
 	// A money change runs detached from the caller's cancellation, bounded by
 	// its own timeout, so a disconnect never leaves its outcome unknown.
@@ -368,7 +436,7 @@ func (s *Service) execute(ctx context.Context, player, key, fp string, delay tim
 		prior *KeyRecord // the key's stored answer, to replay
 	)
 	run := func(tx Tx, now time.Time) error {
-		status, body, id, err := effect(ctx, tx, now, effectKey)
+		status, body, id, err := s.runAlone(ctx, tx, now, effectKey, e)
 		if err != nil {
 			return err
 		}
@@ -453,26 +521,34 @@ func (s *Service) Withdraw(ctx context.Context, player, key string, req MoneyReq
 }
 
 func (s *Service) moveMoney(ctx context.Context, player, key, route string, kind TxnKind, req MoneyRequest, house AccountKind, delta buzzer.Amount) (*Response, error) {
+	decision, err := s.admit(req.Decision)
+	if err != nil {
+		return nil, err
+	}
 	fp, err := Fingerprint(route, req)
 	if err != nil {
 		return nil, err
 	}
-	return s.execute(ctx, player, key, fp, 0, func(ctx context.Context, tx Tx, now time.Time, effectKey string) (int, []byte, string, error) {
+	return s.execute(ctx, player, key, fp, 0, s.transfer(player, kind, "", req.Amount, req.Currency, house, delta, decision))
+}
+
+// transfer is the effect of a deposit, withdrawal or table movement: delta
+// into the player's cash against a house bucket, answered with a receipt.
+func (s *Service) transfer(player string, kind TxnKind, reference string, amount buzzer.Amount, c buzzer.Currency, house AccountKind, delta buzzer.Amount, d *Decision) effect {
+	return effect{plan: func(_ context.Context, now time.Time, effectKey string, bucket func(string) int, _ map[string]*MarketResult) (*plan, error) {
 		id := s.newID()
-		t := &Transaction{ID: id, Kind: kind, Player: player, EffectKey: effectKey, CreatedAt: now, Postings: []Posting{
-			{Account: s.playerAccount(player, req.Currency, KindCash), Amount: delta},
-			{Account: s.houseAccount(req.Currency, house, s.bucket(id)), Amount: -delta},
+		t := &Transaction{ID: id, Kind: kind, Player: player, Reference: reference, EffectKey: effectKey, CreatedAt: now, Decision: d, Postings: []Posting{
+			{Account: s.playerAccount(player, c, KindCash), Amount: delta},
+			{Account: s.houseAccount(c, house, bucket(id)), Amount: -delta},
 		}}
-		after, err := s.apply(ctx, tx, t)
-		if err != nil {
-			return 0, nil, "", err
-		}
-		body, err := json.Marshal(Receipt{TransactionID: id, Kind: kind, Amount: req.Amount, Currency: req.Currency, Balance: after[0], CreatedAt: now})
-		if err != nil {
-			return 0, nil, "", buzzer.Wrap(err, buzzer.EINTERNAL, "cannot encode the receipt")
-		}
-		return 201, body, id, nil
-	})
+		return &plan{txn: t, answer: func(after []buzzer.Amount) (int, []byte, error) {
+			body, err := json.Marshal(Receipt{TransactionID: id, Kind: kind, Amount: amount, Currency: c, Balance: after[0], CreatedAt: now})
+			if err != nil {
+				return 0, nil, buzzer.Wrap(err, buzzer.EINTERNAL, "cannot encode the receipt")
+			}
+			return 201, body, nil
+		}}, nil
+	}}
 }
 
 // apply validates and stores t, then enforces the sign rules on the

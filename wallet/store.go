@@ -65,6 +65,26 @@ type Tx interface {
 	// UnfinishedMarketResults lists markets whose settlement has not completed.
 	UnfinishedMarketResults(ctx context.Context, limit int) ([]string, error)
 
+	// Group commit (batch.go): several requests' effects in one
+	// transaction, each step one call for all of them.
+
+	// ClaimKeys inserts every record whose (Player, Key) has none yet (the
+	// pairs are distinct) and returns, in order, the record now stored for
+	// each: the one given when it was inserted, the existing one otherwise.
+	ClaimKeys(ctx context.Context, recs []*KeyRecord) ([]*KeyRecord, error)
+	// MarketResults returns the result records of those of markets that
+	// have one, by market ID.
+	MarketResults(ctx context.Context, markets []string) (map[string]*MarketResult, error)
+	// LockBalances takes the write locks of the accounts (creating missing
+	// ones at zero) in ascending account-ID order, as LockAccounts does, and
+	// returns their balances by account ID (an absent ID means zero).
+	LockBalances(ctx context.Context, keys []AccountKey) (map[string]buzzer.Amount, error)
+	// ApplyBatch stores txns with their postings and adds the postings to
+	// the balances (creating accounts at zero first), inserts bets, and
+	// overwrites the key records (which exist), all at once. It enforces no
+	// rule: the wallet checked the balances under LockBalances' locks.
+	ApplyBatch(ctx context.Context, txns []*Transaction, bets []*Bet, keys []*KeyRecord) error
+
 	// The checker's scans; they read everything and are for audits. The
 	// callbacks must not use the Tx.
 	ScanAccounts(ctx context.Context, fn func(Account) error) error

@@ -2,8 +2,6 @@ package wallet
 
 import (
 	"context"
-	"encoding/json"
-	"time"
 
 	"github.com/buzzer-bet/buzzer"
 )
@@ -39,8 +37,8 @@ func (r *TableMoneyRequest) Validate() error {
 	return r.Currency.Validate()
 }
 
-// TableStake takes a table stake from the player's cash (refused when the
-// cash does not cover it).
+// TableStake takes a table stake from the player's cash (refused with
+// ECONFLICT reason insufficient_funds when the cash does not cover it).
 func (s *Service) TableStake(ctx context.Context, player, key string, req TableMoneyRequest) (*Response, error) {
 	if err := req.Validate(); err != nil {
 		return nil, err
@@ -63,24 +61,12 @@ func (s *Service) TablePayout(ctx context.Context, player, key string, req Table
 }
 
 func (s *Service) tableMoney(ctx context.Context, player, key, route string, kind TxnKind, req TableMoneyRequest, house AccountKind, delta buzzer.Amount) (*Response, error) {
+	if err := ValidateKey(key); err != nil {
+		return nil, err
+	}
 	fp, err := Fingerprint(route, req)
 	if err != nil {
 		return nil, err
 	}
-	return s.execute(ctx, player, key, fp, 0, func(ctx context.Context, tx Tx, now time.Time, effectKey string) (int, []byte, string, error) {
-		id := s.newID()
-		t := &Transaction{ID: id, Kind: kind, Player: player, Reference: req.Reference, EffectKey: effectKey, CreatedAt: now, Postings: []Posting{
-			{Account: s.playerAccount(player, req.Currency, KindCash), Amount: delta},
-			{Account: s.houseAccount(req.Currency, house, s.bucket(id)), Amount: -delta},
-		}}
-		after, err := s.apply(ctx, tx, t)
-		if err != nil {
-			return 0, nil, "", err
-		}
-		body, err := json.Marshal(Receipt{TransactionID: id, Kind: kind, Amount: req.Amount, Currency: req.Currency, Balance: after[0], CreatedAt: now})
-		if err != nil {
-			return 0, nil, "", buzzer.Wrap(err, buzzer.EINTERNAL, "cannot encode the receipt")
-		}
-		return 201, body, id, nil
-	})
+	return s.execute(ctx, player, key, fp, 0, s.transfer(player, kind, req.Reference, req.Amount, req.Currency, house, delta, nil))
 }

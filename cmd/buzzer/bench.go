@@ -149,8 +149,13 @@ func runBenchBets(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	c := benchClient(*clients)
 	base := strings.TrimRight(*target, "/")
+	// Each simulated player's app locates itself (in Trenton, NJ) once per
+	// session; its later requests ride on the session's cached decision.
+	c, err := devGeoClient(*dataDir, "NJ", benchClient(*clients))
+	if err != nil {
+		return err
+	}
 	sels, err := openSelections(ctx, c, base)
 	if err != nil {
 		return err

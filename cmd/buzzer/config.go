@@ -34,18 +34,24 @@ type Config struct {
 	// off in production, where auth.player and auth.admin name real JWKS.
 	Dev bool `yaml:"dev"`
 	// Jurisdiction is the regulated jurisdiction this node's stores serve.
-	Jurisdiction string          `yaml:"jurisdiction"`
-	Log          LogConfig       `yaml:"log"`
-	HTTP         httpapi.Config  `yaml:"http"`
-	NATS         nats.Config     `yaml:"nats"`
-	Postgres     postgres.Config `yaml:"postgres"`
-	SQLite       sqlite.Config   `yaml:"sqlite"`
-	Auth         AuthConfig      `yaml:"auth"`
-	RNG          RNGConfig       `yaml:"rng"`
-	Wallet       wallet.Config   `yaml:"wallet"`
-	Odds         OddsConfig      `yaml:"odds"`
-	Tables       TablesConfig    `yaml:"tables"`
-	Audit        AuditConfig     `yaml:"audit"`
+	Jurisdiction string `yaml:"jurisdiction"`
+	// Edge is set by `buzzer edge`: regulated requests are admitted only
+	// with the gateway's signed location decision.
+	Edge bool `yaml:"-"`
+	// Geo configures location checks: token verification on serve, the
+	// gateway's decision keys on an edge.
+	Geo      GeoConfig       `yaml:"geo"`
+	Log      LogConfig       `yaml:"log"`
+	HTTP     httpapi.Config  `yaml:"http"`
+	NATS     nats.Config     `yaml:"nats"`
+	Postgres postgres.Config `yaml:"postgres"`
+	SQLite   sqlite.Config   `yaml:"sqlite"`
+	Auth     AuthConfig      `yaml:"auth"`
+	RNG      RNGConfig       `yaml:"rng"`
+	Wallet   wallet.Config   `yaml:"wallet"`
+	Odds     OddsConfig      `yaml:"odds"`
+	Tables   TablesConfig    `yaml:"tables"`
+	Audit    AuditConfig     `yaml:"audit"`
 }
 
 // RNGConfig configures the RNG service and its signed log.

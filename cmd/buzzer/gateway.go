@@ -3,14 +3,11 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"net/netip"
-	"net/url"
 	"strings"
 	"time"
 
@@ -50,6 +47,10 @@ type GeoConfig struct {
 	// BoundaryBufferM and DecisionTTL: zero takes geo's defaults (500 m, 5m).
 	BoundaryBufferM float64       `yaml:"boundary_buffer_m"`
 	DecisionTTL     time.Duration `yaml:"decision_ttl"`
+	// GatewayJWKS is, on `buzzer edge`, the gateway's public decision keys
+	// (default DATA_DIR/keys/gateway.jwks.json); the edge verifies no token
+	// itself, so it ignores every other field.
+	GatewayJWKS string `yaml:"gateway_jwks"`
 }
 
 // devIPLocation is where dev mode places loopback and private addresses
@@ -154,6 +155,11 @@ func parseGatewayFlags(args []string, stderr io.Writer) (*GatewayConfig, error) 
 	fs.IntVar(&c.Gateway.IPRate.Burst, "ip-burst", c.Gateway.IPRate.Burst, "burst per client address")
 	fs.IntVar(&c.Gateway.MaxInFlight, "max-in-flight", c.Gateway.MaxInFlight, "concurrency limit; requests past it are shed with 503 + Retry-After")
 	fs.DurationVar(&c.Gateway.EdgeTimeout, "edge-timeout", c.Gateway.EdgeTimeout, "bound on one call to an edge")
+	fs.Func("trusted-proxies", "comma-separated CIDRs of the load balancers in front of the gateway; only from them is X-Forwarded-For read (right-most untrusted hop = client)", func(v string) error {
+		p, err := gateway.ParseTrustedProxies(v)
+		c.Gateway.TrustedProxies = p
+		return err
+	})
 	fs.StringVar(&c.Geo.ProviderJWKSURL, "geo-jwks-url", "", "geolocation provider JWKS URL (required unless --dev)")
 	fs.StringVar(&c.Geo.ProviderIssuer, "geo-issuer", "", "required iss of geolocation tokens")
 	fs.StringVar(&c.Geo.RegistryURL, "geo-registry-url", "", "self-exclusion/consent registry base URL (required unless --dev)")
@@ -332,63 +338,18 @@ func runDevGeotoken(ctx context.Context, args []string, stdout, stderr io.Writer
 	if _, err := netip.ParseAddr(*ip); err != nil {
 		return buzzer.Errorf(buzzer.EINVALID, "--ip %q is not an IP address", *ip)
 	}
-	base, err := url.Parse(*target)
-	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
-		return buzzer.Errorf(buzzer.EINVALID, "--target must be an http(s) URL")
-	}
-	prov, err := geo.OpenDevProvider(*dataDir, rand.Reader)
+	base, err := parseTarget(*target)
 	if err != nil {
 		return err
 	}
-	ch, err := fetchChallenge(ctx, base, *token)
+	g, err := newDevGeolocator(*dataDir, nil)
 	if err != nil {
 		return err
 	}
-	now := time.Now()
-	tok, err := prov.Sign(geo.Claims{
-		PlayerID: ch.PlayerID, SessionID: ch.SessionID, Challenge: ch.Challenge,
-		IssuedAt: now.Unix(), Expiry: now.Add(*ttl).Unix(),
-		GPS:        geo.GPSFix{Lat: *lat, Lon: *lon, AccuracyM: *accuracy},
-		CellTowers: []geo.CellTower{{MCC: "310", MNC: "410", LAC: 20815, CID: 1048577}},
-		IP:         *ip,
-		Risk:       geo.RiskFlags{VPN: *vpn},
-	})
+	tok, err := g.Token(ctx, base, *token, devFix{Point: geo.Point{Lat: *lat, Lon: *lon}, IP: *ip, AccuracyM: *accuracy, VPN: *vpn, TTL: *ttl})
 	if err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, tok)
 	return nil
-}
-
-type challengeResponse struct {
-	Challenge string `json:"challenge"`
-	PlayerID  string `json:"player_id"`
-	SessionID string `json:"session_id"`
-}
-
-func fetchChallenge(ctx context.Context, base *url.URL, bearer string) (challengeResponse, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base.JoinPath("/v1/geo/challenges").String(), nil)
-	if err != nil {
-		return challengeResponse{}, err
-	}
-	req.Header.Set("Authorization", "Bearer "+bearer)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return challengeResponse{}, buzzer.Wrap(err, buzzer.EUNAVAILABLE, "cannot reach %s", base.Redacted())
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if err != nil {
-		return challengeResponse{}, buzzer.Wrap(err, buzzer.EUNAVAILABLE, "reading the challenge")
-	}
-	if resp.StatusCode != http.StatusCreated {
-		return challengeResponse{}, buzzer.Errorf(buzzer.EUNAVAILABLE, "challenge request refused: %d %s", resp.StatusCode, strings.TrimSpace(string(body)))
-	}
-	var c challengeResponse
-	if err := json.Unmarshal(body, &c); err != nil || c.Challenge == "" || c.PlayerID == "" || c.SessionID == "" {
-		return challengeResponse{}, buzzer.Errorf(buzzer.EUNAVAILABLE, "the challenge response is not valid: %s", body)
-	}
-	return c, nil
 }

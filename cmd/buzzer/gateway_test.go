@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -152,6 +154,23 @@ func countRows(t *testing.T, dbURL, table string) int {
 	return n
 }
 
+// storedDecision reads the decision stored with the store's only ledger
+// transaction.
+func storedDecision(t *testing.T, dbURL string) (jurisdiction, tokenHash, source string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	if err := c.QueryRow(ctx, "SELECT decision_jurisdiction, decision_token_hash, decision_source FROM wallet_transactions").Scan(&jurisdiction, &tokenHash, &source); err != nil {
+		t.Fatal(err)
+	}
+	return jurisdiction, tokenHash, source
+}
+
 func geotoken(t *testing.T, dataDir, target, bearer string, p geo.Point, extra ...string) string {
 	t.Helper()
 	var out, errb bytes.Buffer
@@ -226,12 +245,18 @@ func TestGatewayRoutesToJurisdictionEdgesAcrossProcesses(t *testing.T) {
 	if n, p := countRows(t, njDB, tx), countRows(t, paDB, tx); n != 1 || p != 0 {
 		t.Fatalf("after a Trenton deposit: NJ %d PA %d transactions, want 1 and 0", n, p)
 	}
-	code, body = depositVia(t, gw.player, bob, geotoken(t, gwDir, gw.player, bob, morrisvillePA), 2500)
+	bobGeo := geotoken(t, gwDir, gw.player, bob, morrisvillePA)
+	code, body = depositVia(t, gw.player, bob, bobGeo, 2500)
 	if code != http.StatusCreated {
 		t.Fatalf("PA deposit through the gateway: %d %s", code, body)
 	}
 	if n, p := countRows(t, njDB, tx), countRows(t, paDB, tx); n != 1 || p != 1 {
 		t.Fatalf("after a Morrisville deposit: NJ %d PA %d, want 1 and 1", n, p)
+	}
+	// The PA edge stored the gateway's decision with the movement.
+	sum := sha256.Sum256([]byte(bobGeo))
+	if j, h, src := storedDecision(t, paDB); j != "PA" || h != hex.EncodeToString(sum[:]) || src != "gateway" {
+		t.Fatalf("PA transaction's decision: %s %s %s, want PA, the token's hash, gateway", j, h, src)
 	}
 	// An NJ account located in PA is refused and nothing is written.
 	code, body = depositVia(t, gw.player, alice, geotoken(t, gwDir, gw.player, alice, morrisvillePA), 100)
@@ -287,6 +312,12 @@ func TestGatewayFlags(t *testing.T) {
 	}
 	if _, err := parseGatewayFlags([]string{"--topology", "x", "--player-rate", "0"}, &errb); exitCode(err) != 2 || !strings.Contains(describe(err), "player_rate") {
 		t.Fatalf("zero player rate: %v", err)
+	}
+	if _, err := parseGatewayFlags([]string{"--topology", "x", "--trusted-proxies", "10.0.0.0/8,nope"}, &errb); exitCode(err) != 2 || !strings.Contains(describe(err), "nope") {
+		t.Fatalf("bad trusted proxy: %v", err)
+	}
+	if c, err := parseGatewayFlags([]string{"--topology", "x", "--trusted-proxies", "10.0.0.0/8, 192.0.2.7"}, &errb); err != nil || len(c.Gateway.TrustedProxies) != 2 {
+		t.Fatalf("trusted proxies: %+v %v", c, err)
 	}
 	if _, err := parseGatewayFlags([]string{"--topology", "x", "--dev=false"}, &errb); exitCode(err) != 2 {
 		t.Fatalf("production mode without player auth settings: %v", err)

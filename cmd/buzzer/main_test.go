@@ -52,11 +52,17 @@ func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return 
 // player and admin base URLs.
 func startServe(t *testing.T, dataDir string, extra ...string) (player, admin string, stop func() error) {
 	t.Helper()
+	return startNode(t, "serve", dataDir, extra...)
+}
+
+// startNode runs `buzzer serve` or `buzzer edge` in-process on free ports.
+func startNode(t *testing.T, role, dataDir string, extra ...string) (player, admin string, stop func() error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	stderr := &syncBuffer{}
 	done := make(chan error, 1)
-	args := append([]string{"serve", "--data-dir", dataDir, "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}, extra...)
+	args := append([]string{role, "--data-dir", dataDir, "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}, extra...)
 	go func() {
 		err := run(ctx, args, pw, stderr)
 		pw.Close()
@@ -71,7 +77,7 @@ func startServe(t *testing.T, dataDir string, extra ...string) (player, admin st
 	}
 	if player == "" {
 		cancel()
-		t.Fatalf("serve did not start: %v\n%s", <-done, stderr.String())
+		t.Fatalf("%s did not start: %v\n%s", role, <-done, stderr.String())
 	}
 	go io.Copy(io.Discard, pr)
 	var once sync.Once
@@ -104,6 +110,18 @@ func get(t *testing.T, url, token string) (int, http.Header, []byte) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, resp.Header, b
+}
+
+// geoHTTP is the HTTP client of a player's app on a dev-mode target: its
+// regulated writes carry a dev geolocation token located in jurisdiction,
+// fetched once per player session (devGeoClient).
+func geoHTTP(t *testing.T, dataDir, jurisdiction string) *http.Client {
+	t.Helper()
+	c, err := devGeoClient(dataDir, jurisdiction, &http.Client{Timeout: 60 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 func devToken(t *testing.T, dataDir string, args ...string) string {

@@ -370,7 +370,12 @@ func runBenchRNG(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	hc := benchClient(*clients)
+	// Each simulated player's app locates itself once per session, in the
+	// players' jurisdiction; its later draws ride on the cached decision.
+	hc, err := devGeoClient(*dataDir, *jurisdiction, benchClient(*clients))
+	if err != nil {
+		return err
+	}
 	run := fmt.Sprintf("%d", time.Now().UnixNano())
 	rcs := make([]*httpapi.RNGClient, *players)
 	for i := range rcs {

@@ -101,7 +101,7 @@ func TestRNGCommands(t *testing.T) {
 	work := t.TempDir()
 	player, _, _ := startServe(t, dataDir)
 	token := devToken(t, dataDir, "--player", "p-rng")
-	client := httpapi.NewRNGClient(player, nil, token)
+	client := httpapi.NewRNGClient(player, geoHTTP(t, dataDir, "NJ"), token)
 	draws := rngDrawN(t, client, 5)
 
 	// rng key prints the verifier key the running serve signs with.
@@ -276,7 +276,7 @@ func TestRNGVerifyAcrossRestartAndFork(t *testing.T) {
 		t.Fatal(err)
 	}
 	trusted := filepath.Join(work, "trusted.checkpoint")
-	d := rngDrawN(t, httpapi.NewRNGClient(player, nil, token), 3)
+	d := rngDrawN(t, httpapi.NewRNGClient(player, geoHTTP(t, dataDir, "NJ"), token), 3)
 	rngMustRun(t, runRNGVerify, "--url", player, "--pubkey", pubFile, "--trusted", trusted, "--draw", d[2].ID, "--token", token)
 	before := rngReadCheckpoint(t, trusted, v)
 	if err := stop(); err != nil {
@@ -284,7 +284,7 @@ func TestRNGVerifyAcrossRestartAndFork(t *testing.T) {
 	}
 
 	player, _, stop = startServe(t, dataDir)
-	d2 := rngDrawN(t, httpapi.NewRNGClient(player, nil, token), 2)
+	d2 := rngDrawN(t, httpapi.NewRNGClient(player, geoHTTP(t, dataDir, "NJ"), token), 2)
 	if d2[0].Index != d[2].Index+1 {
 		t.Fatalf("after a restart the first draw is record %d, want %d (the log continues)", d2[0].Index, d[2].Index+1)
 	}
@@ -311,7 +311,7 @@ func TestRNGVerifyAcrossRestartAndFork(t *testing.T) {
 	}
 	forkPlayer, _, _ := startServe(t, forkDir)
 	forkToken := devToken(t, forkDir, "--player", "p-fork")
-	fd := rngDrawN(t, httpapi.NewRNGClient(forkPlayer, nil, forkToken), 8)
+	fd := rngDrawN(t, httpapi.NewRNGClient(forkPlayer, geoHTTP(t, forkDir, "NJ"), forkToken), 8)
 	// Alone, the other history verifies: same key, a valid log. (Verifying
 	// its last draw also makes its latest checkpoint cover all 8 records.)
 	rngMustRun(t, runRNGVerify, "--url", forkPlayer, "--pubkey", pubFile, "--draw", fd[7].ID, "--token", forkToken)

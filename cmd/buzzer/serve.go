@@ -207,11 +207,15 @@ func buildNode(ctx context.Context, cfg *Config, log *slog.Logger) (_ *node, err
 		return nil, err
 	}
 
+	gate, err := startGeo(ctx, n)
+	if err != nil {
+		return nil, err
+	}
 	if n.rng, err = openRNG(ctx, cfg, n.store, log, n.reg); err != nil {
 		return nil, err
 	}
 	n.onClose(func() { _ = n.rng.Close() })
-	n.http.MountRNG(n.rng)
+	n.http.MountRNG(n.rng, gate)
 
 	if n.odds, err = startOdds(ctx, n); err != nil {
 		return nil, err
@@ -227,11 +231,11 @@ func buildNode(ctx context.Context, cfg *Config, log *slog.Logger) (_ *node, err
 	if n.wallet, err = startWallet(ctx, cfg, n.store, prices, log, n.onClose); err != nil {
 		return nil, err
 	}
-	n.http.MountWallet(n.wallet)
+	n.http.MountWallet(n.wallet, gate)
 	if n.tables, err = startTables(ctx, n, tableWallet{svc: n.wallet}); err != nil {
 		return nil, err
 	}
-	n.http.MountTables(n.tables)
+	n.http.MountTables(n.tables, gate)
 	n.http.AddReadyCheck("store", n.store.ping)
 	n.http.AddReadyCheck("nats", n.nats.Ping)
 	return n, nil
@@ -350,6 +354,7 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if _, env := os.LookupEnv(envName("jurisdiction")); !named && !env && cf.file == "" {
 		return buzzer.Errorf(buzzer.EINVALID, "edge needs --jurisdiction (or BUZZER_JURISDICTION)")
 	}
+	cfg.Edge = true
 	return serve(ctx, cfg, stdout, stderr)
 }
 

@@ -539,7 +539,12 @@ func runBenchTables(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	base := strings.TrimRight(*target, "/")
-	hc := benchClient(min(*tables, 2000))
+	// Each bot's app locates itself once per session (devGeoClient); its
+	// seat, stake and actions ride on the session's cached decision.
+	hc, err := devGeoClient(*dataDir, *jurisdiction, benchClient(min(*tables, 2000)))
+	if err != nil {
+		return err
+	}
 	run := fmt.Sprintf("%d", time.Now().UnixNano())
 	lister, err := keys.PlayerToken("bench-tables-"+run, *jurisdiction, *duration+10*time.Minute, time.Now())
 	if err != nil {

@@ -71,7 +71,7 @@ func startTableProc(t *testing.T, args ...string) *tableProc {
 }
 
 // tableHTTP sends a JSON request and decodes a 2xx answer into out.
-func tableHTTP(t *testing.T, method, url, token, key string, body any, out any) (int, []byte) {
+func tableHTTP(t *testing.T, app *http.Client, method, url, token, key string, body any, out any) (int, []byte) {
 	t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -86,7 +86,7 @@ func tableHTTP(t *testing.T, method, url, token, key string, body any, out any) 
 	if key != "" {
 		req.Header.Set("Idempotency-Key", key)
 	}
-	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	resp, err := app.Do(req)
 	if err != nil {
 		return 0, []byte(err.Error())
 	}
@@ -201,20 +201,21 @@ func TestTableFailoverAcrossProcesses(t *testing.T) {
 	b := startTableProc(t, "--data-dir", dataB, "--store", pgURL, "--config", tableWriteConfig(t, dir, "node-b", redisURL, prefix))
 
 	tok := devToken(t, dataA, "--player", "fo-player")
+	app := geoHTTP(t, dataA, "NJ") // the player's app, located in Trenton
 	const funds = 1_000_000
-	if code, body := tableHTTP(t, "POST", a.player+"/v1/wallet/deposits", tok, "fo-fund", map[string]any{"amount": funds, "currency": "USD"}, nil); code/100 != 2 {
+	if code, body := tableHTTP(t, app, "POST", a.player+"/v1/wallet/deposits", tok, "fo-fund", map[string]any{"amount": funds, "currency": "USD"}, nil); code/100 != 2 {
 		t.Fatalf("deposit: %d %s", code, body)
 	}
 	var list struct{ Tables []table.View }
-	tableHTTP(t, "GET", a.player+"/v1/tables", tok, "", nil, &list)
+	tableHTTP(t, app, "GET", a.player+"/v1/tables", tok, "", nil, &list)
 	if len(list.Tables) != 1 || list.Tables[0].Table != "ft-1" {
 		t.Fatalf("node A serves %+v, want ft-1", list.Tables)
 	}
-	tableHTTP(t, "GET", b.player+"/v1/tables", tok, "", nil, &list)
+	tableHTTP(t, app, "GET", b.player+"/v1/tables", tok, "", nil, &list)
 	if len(list.Tables) != 0 {
 		t.Fatalf("node B serves %+v while A holds the table", list.Tables)
 	}
-	if code, body := tableHTTP(t, "POST", a.player+"/v1/tables/ft-1/seats", tok, "", map[string]int{"seat": 1}, nil); code != http.StatusCreated {
+	if code, body := tableHTTP(t, app, "POST", a.player+"/v1/tables/ft-1/seats", tok, "", map[string]int{"seat": 1}, nil); code != http.StatusCreated {
 		t.Fatalf("sit: %d %s", code, body)
 	}
 
@@ -224,11 +225,11 @@ func TestTableFailoverAcrossProcesses(t *testing.T) {
 	n := 0
 	act := func(base string, req tableActionReq) (int, []byte) {
 		n++
-		return tableHTTP(t, "POST", base+"/v1/tables/ft-1/actions", tok, fmt.Sprint("fo-", n), req, &v)
+		return tableHTTP(t, app, "POST", base+"/v1/tables/ft-1/actions", tok, fmt.Sprint("fo-", n), req, &v)
 	}
 	snapshot := func(base string) table.View {
 		var s table.View
-		if code, body := tableHTTP(t, "GET", base+"/v1/tables/ft-1", tok, "", nil, &s); code != 200 {
+		if code, body := tableHTTP(t, app, "GET", base+"/v1/tables/ft-1", tok, "", nil, &s); code != 200 {
 			t.Fatalf("snapshot: %d %s", code, body)
 		}
 		return s
@@ -263,7 +264,7 @@ func TestTableFailoverAcrossProcesses(t *testing.T) {
 
 	// B takes the table up once A's lease lapses.
 	tableWaitFor(t, "node B to take the table over", func() bool {
-		tableHTTP(t, "GET", b.player+"/v1/tables", tok, "", nil, &list)
+		tableHTTP(t, app, "GET", b.player+"/v1/tables", tok, "", nil, &list)
 		return len(list.Tables) == 1
 	})
 	t.Logf("node B took table ft-1 over mid-round %d (seq %d), %s after the kill (lease TTL 3s)", round, v.Seq, time.Since(killed).Round(time.Millisecond))
@@ -300,7 +301,7 @@ func TestTableFailoverAcrossProcesses(t *testing.T) {
 			v = snapshot(b.player)
 			if v.Round != r {
 				var page struct{ Events []table.Event }
-				tableHTTP(t, "GET", fmt.Sprintf("%s/v1/tables/ft-1/events?after=%d", b.player, v.Seq-2), tok, "", nil, &page)
+				tableHTTP(t, app, "GET", fmt.Sprintf("%s/v1/tables/ft-1/events?after=%d", b.player, v.Seq-2), tok, "", nil, &page)
 				if len(page.Events) == 0 || page.Events[0].Kind != table.EventSettled {
 					t.Fatalf("round %d did not end in a settlement: %+v", r, page.Events)
 				}
@@ -331,7 +332,7 @@ func TestTableFailoverAcrossProcesses(t *testing.T) {
 	var evs []table.Event
 	for {
 		var page struct{ Events []table.Event }
-		tableHTTP(t, "GET", fmt.Sprintf("%s/v1/tables/ft-1/events?after=%d&limit=100", b.player, len(evs)), tok, "", nil, &page)
+		tableHTTP(t, app, "GET", fmt.Sprintf("%s/v1/tables/ft-1/events?after=%d&limit=100", b.player, len(evs)), tok, "", nil, &page)
 		if len(page.Events) == 0 {
 			break
 		}
@@ -390,7 +391,7 @@ func TestTableFailoverAcrossProcesses(t *testing.T) {
 			Balance  buzzer.Amount
 		}
 	}
-	tableHTTP(t, "GET", b.player+"/v1/wallet", tok, "", nil, &bal)
+	tableHTTP(t, app, "GET", b.player+"/v1/wallet", tok, "", nil, &bal)
 	var cash buzzer.Amount = -1
 	for _, x := range bal.Balances {
 		if x.Account == "cash" && x.Currency == "USD" {
@@ -411,7 +412,7 @@ func TestTableFailoverAcrossProcesses(t *testing.T) {
 			}
 			NextCursor string `json:"next_cursor"`
 		}
-		tableHTTP(t, "GET", b.player+"/v1/wallet/transactions?limit=200&cursor="+cursor, tok, "", nil, &page)
+		tableHTTP(t, app, "GET", b.player+"/v1/wallet/transactions?limit=200&cursor="+cursor, tok, "", nil, &page)
 		for _, x := range page.Transactions {
 			if x.Account == "cash" {
 				txns[x.TransactionID] = true
@@ -476,8 +477,9 @@ func TestServeTablesInMemoryAndBench(t *testing.T) {
 	}
 	player, admin, stop := startServe(t, dataDir, "--config", cfg)
 	tok := devToken(t, dataDir, "--player", "p-1")
+	app := geoHTTP(t, dataDir, "NJ")
 	var list struct{ Tables []table.View }
-	if code, body := tableHTTP(t, "GET", player+"/v1/tables", tok, "", nil, &list); code != 200 || len(list.Tables) != 2 {
+	if code, body := tableHTTP(t, app, "GET", player+"/v1/tables", tok, "", nil, &list); code != 200 || len(list.Tables) != 2 {
 		t.Fatalf("tables: %d %s", code, body)
 	}
 	var out, errb bytes.Buffer

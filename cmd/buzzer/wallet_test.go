@@ -13,7 +13,7 @@ import (
 	"time"
 )
 
-func post(t *testing.T, url, token, key, body string) (int, []byte) {
+func post(t *testing.T, c *http.Client, url, token, key, body string) (int, []byte) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
@@ -23,7 +23,7 @@ func post(t *testing.T, url, token, key, body string) (int, []byte) {
 	if key != "" {
 		req.Header.Set("Idempotency-Key", key)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,6 +78,7 @@ func openLeg(t *testing.T, player string) string {
 func TestWalletOverHTTP(t *testing.T) {
 	dataDir := t.TempDir()
 	player, admin, _ := startServe(t, dataDir)
+	app := geoHTTP(t, dataDir, "NJ") // located in Trenton, NJ
 	alice := devToken(t, dataDir, "--player", "alice")
 	bob := devToken(t, dataDir, "--player", "bob")
 	adminTok := func() string {
@@ -88,20 +89,20 @@ func TestWalletOverHTTP(t *testing.T) {
 		return strings.TrimSpace(out.String())
 	}()
 
-	if code, body := post(t, player+"/v1/wallet/deposits", alice, "", `{"amount":10000,"currency":"USD"}`); code != 400 || !bytes.Contains(body, []byte("idempotency_key_missing")) {
+	if code, body := post(t, app, player+"/v1/wallet/deposits", alice, "", `{"amount":10000,"currency":"USD"}`); code != 400 || !bytes.Contains(body, []byte("idempotency_key_missing")) {
 		t.Fatalf("deposit without key: %d %s", code, body)
 	}
-	if code, body := post(t, player+"/v1/wallet/deposits", alice, "dep-1", `{"amount":10000,"currency":"USD","player_id":"bob"}`); code != 400 {
+	if code, body := post(t, app, player+"/v1/wallet/deposits", alice, "dep-1", `{"amount":10000,"currency":"USD","player_id":"bob"}`); code != 400 {
 		t.Fatalf("a player id in the body must be refused: %d %s", code, body)
 	}
-	code, first := post(t, player+"/v1/wallet/deposits", alice, "dep-1", `{"amount":10000,"currency":"USD"}`)
+	code, first := post(t, app, player+"/v1/wallet/deposits", alice, "dep-1", `{"amount":10000,"currency":"USD"}`)
 	if code != 201 {
 		t.Fatalf("deposit: %d %s", code, first)
 	}
-	if code, again := post(t, player+"/v1/wallet/deposits", alice, "dep-1", `{"amount":10000,"currency":"USD"}`); code != 201 || !bytes.Equal(again, first) {
+	if code, again := post(t, app, player+"/v1/wallet/deposits", alice, "dep-1", `{"amount":10000,"currency":"USD"}`); code != 201 || !bytes.Equal(again, first) {
 		t.Fatalf("deposit replay not byte-identical: %d %s vs %s", code, again, first)
 	}
-	if code, body := post(t, player+"/v1/wallet/deposits", alice, "dep-1", `{"amount":20000,"currency":"USD"}`); code != 422 {
+	if code, body := post(t, app, player+"/v1/wallet/deposits", alice, "dep-1", `{"amount":20000,"currency":"USD"}`); code != 422 {
 		t.Fatalf("same key, other payload: %d %s", code, body)
 	}
 
@@ -114,7 +115,7 @@ func TestWalletOverHTTP(t *testing.T) {
 	codes := make([]int, 20)
 	for i := range bodies {
 		wg.Add(1)
-		go func() { defer wg.Done(); codes[i], bodies[i] = post(t, player+"/v1/bets", alice, "bet-1", bet) }()
+		go func() { defer wg.Done(); codes[i], bodies[i] = post(t, app, player+"/v1/bets", alice, "bet-1", bet) }()
 	}
 	wg.Wait()
 	var created []byte

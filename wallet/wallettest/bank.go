@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -57,8 +58,9 @@ type BankResult struct {
 // acknowledged effects.
 func RunBank(t *testing.T, newStore func(t *testing.T) wallet.Store) {
 	cfg := DefaultBankConfig()
-	// The full 20,000 operations run with BUZZER_BANK_FULL=1. By default the
-	// run is cut to 4,000: on PostgreSQL, settlement batches and concurrent
+	// The full 20,000 operations run with BUZZER_BANK_FULL=1 (`make test`
+	// runs them without -race after the race suite). By default the run is
+	// cut to 4,000: on PostgreSQL, settlement batches and concurrent
 	// bets currently take row locks in different orders, and each deadlock
 	// costs PostgreSQL's deadlock_timeout before the retry (see the wallet
 	// report), which makes the full size too slow for CI.
@@ -494,4 +496,27 @@ func (b *bank) verify(ctx context.Context) {
 			b.problems = append(b.problems, fmt.Sprintf("player %s holds %d, the acknowledged effects give %d", p, held, expect[p]))
 		}
 	}
+}
+
+// RunBankCatchesDroppedKey runs a smaller bank whose client resends under a
+// fresh key (the broken retry) and fails t unless the workload's checks
+// name the duplicated effects: bets that exist without an acknowledgement,
+// or balances that differ from the acknowledged effects. Each resend of a
+// request that already succeeded is a second effect, so with hundreds of
+// resends the failure is certain, not a matter of timing.
+func RunBankCatchesDroppedKey(t *testing.T, newStore func(t *testing.T) wallet.Store) {
+	cfg := DefaultBankConfig()
+	cfg.Ops = 2000
+	cfg.DropKeyOnResend = true
+	res := Bank(t, newStore(t), cfg)
+	named := 0
+	for _, p := range res.Problems {
+		if strings.Contains(p, "never acknowledged") || strings.Contains(p, "acknowledged effects give") {
+			named++
+		}
+	}
+	if named == 0 {
+		t.Fatalf("a client that drops the key on resend went unnoticed (%d resends, problems: %v)", res.Resent, res.Problems[:min(5, len(res.Problems))])
+	}
+	t.Logf("caught: %d of %d problems name a duplicated effect, e.g. %s", named, len(res.Problems), res.Problems[0])
 }

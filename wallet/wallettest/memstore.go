@@ -202,7 +202,7 @@ func (t memTx) Entries(_ context.Context, owner string, before wallet.EntryCurso
 		}
 		k, _ := wallet.ParseAccountID(p.account)
 		out = append(out, wallet.Entry{TransactionID: p.txn.ID, Kind: p.txn.Kind, Account: k.Kind, Amount: p.amount,
-			Currency: k.Currency, Reference: p.txn.Reference, CreatedAt: at})
+			Currency: k.Currency, Reference: p.txn.Reference, CreatedAt: at, Decision: copyDecision(p.txn.Decision)})
 	}
 	sort.SliceStable(out, func(i, j int) bool {
 		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
@@ -400,6 +400,75 @@ func (t memTx) DuplicateEffects(context.Context) (map[string]int, error) {
 func (t memTx) ScanBets(_ context.Context, fn func(*wallet.Bet) error) error {
 	for _, b := range t.m.bets {
 		if err := fn(copyBet(b)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func copyDecision(d *wallet.Decision) *wallet.Decision {
+	if d == nil {
+		return nil
+	}
+	c := *d
+	return &c
+}
+
+func (t memTx) ClaimKeys(ctx context.Context, recs []*wallet.KeyRecord) ([]*wallet.KeyRecord, error) {
+	out := make([]*wallet.KeyRecord, len(recs))
+	for i, k := range recs {
+		ok, err := t.InsertKey(ctx, k)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out[i] = k
+			continue
+		}
+		if out[i], err = t.GetKey(ctx, k.Player, k.Key); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func (t memTx) MarketResults(ctx context.Context, markets []string) (map[string]*wallet.MarketResult, error) {
+	out := map[string]*wallet.MarketResult{}
+	for _, m := range markets {
+		r, err := t.GetMarketResult(ctx, m)
+		if err != nil {
+			return nil, err
+		}
+		if r != nil {
+			out[m] = r
+		}
+	}
+	return out, nil
+}
+
+func (t memTx) LockBalances(_ context.Context, keys []wallet.AccountKey) (map[string]buzzer.Amount, error) {
+	out := map[string]buzzer.Amount{}
+	for _, k := range keys {
+		if a, ok := t.m.accounts[k.ID()]; ok {
+			out[k.ID()] = a.Balance
+		}
+	}
+	return out, nil
+}
+
+func (t memTx) ApplyBatch(ctx context.Context, txns []*wallet.Transaction, bets []*wallet.Bet, keys []*wallet.KeyRecord) error {
+	for _, txn := range txns {
+		if _, err := t.ApplyTransaction(ctx, txn); err != nil {
+			return err
+		}
+	}
+	for _, b := range bets {
+		if err := t.InsertBet(ctx, b); err != nil {
+			return err
+		}
+	}
+	for _, k := range keys {
+		if err := t.UpdateKey(ctx, k); err != nil {
 			return err
 		}
 	}

@@ -121,6 +121,10 @@ func RunStoreTests(t *testing.T, newStore func(t *testing.T) wallet.Store) {
 	t.Run("PurgeKeys", func(t *testing.T) { testPurge(t, newStore(t)) })
 	t.Run("OneKeyThousandCalls", func(t *testing.T) { testOneKeyMany(t, newStore(t), 1000) })
 	t.Run("ConcurrentNewKeys", func(t *testing.T) { testConcurrentNewKeys(t, newStore(t)) })
+	t.Run("Decision", func(t *testing.T) { testDecision(t, newStore(t), wallet.DefaultConfig().BatchMax) })
+	t.Run("DecisionUnbatched", func(t *testing.T) { testDecision(t, newStore(t), 0) })
+	t.Run("GroupCommit", func(t *testing.T) { testGroupCommit(t, newStore(t)) })
+	t.Run("OneKeyThousandCallsUnbatched", func(t *testing.T) { testOneKeyManyCfg(t, newStore(t), 1000, 0) })
 }
 
 func inTx(t testing.TB, s wallet.Store, fn func(wallet.Tx) error) {
@@ -819,10 +823,15 @@ func testPurge(t *testing.T, s wallet.Store) {
 // testOneKeyMany sends n concurrent identical requests with one key: exactly
 // one effect, and every answer is 409 in flight or the byte-identical replay.
 func testOneKeyMany(t *testing.T, s wallet.Store, n int) {
+	testOneKeyManyCfg(t, s, n, wallet.DefaultConfig().BatchMax)
+}
+
+func testOneKeyManyCfg(t *testing.T, s wallet.Store, n, batchMax int) {
 	// Hundreds of queued transactions on a single-writer store under -race on
 	// a loaded machine can outlast the default 10 s effect bound; this test is
 	// about one effect per key, not about that bound.
 	cfg := wallet.DefaultConfig()
+	cfg.BatchMax = batchMax
 	cfg.EffectTimeout = 2 * time.Minute
 	e := NewEnv(t, s, &cfg)
 	ctx := context.Background()
