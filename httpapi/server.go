@@ -20,6 +20,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -438,6 +439,41 @@ func (s *Server) Listen() error {
 		s.listeners = append(s.listeners, l)
 	}
 	return nil
+}
+
+// UseListeners adopts two already-open listeners instead of Listen: those
+// a process being upgraded handed over, so no connection is refused while
+// one process gives way to the next.
+func (s *Server) UseListeners(player, admin net.Listener) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.listeners = []net.Listener{player, admin}
+}
+
+// ListenerFiles returns duplicates of the two listening sockets (player,
+// admin) for a process taking over; the caller closes them once handed on.
+func (s *Server) ListenerFiles() ([]*os.File, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*os.File
+	for _, l := range s.listeners {
+		tl, ok := l.(*net.TCPListener)
+		if !ok {
+			return nil, buzzer.Errorf(buzzer.EINTERNAL, "listener %s cannot be handed over", l.Addr())
+		}
+		f, err := tl.File()
+		if err != nil {
+			for _, o := range out {
+				o.Close()
+			}
+			return nil, buzzer.Wrap(err, buzzer.EUNAVAILABLE, "cannot duplicate listener %s", l.Addr())
+		}
+		out = append(out, f)
+	}
+	if len(out) != 2 {
+		return nil, buzzer.Errorf(buzzer.EINTERNAL, "the server is not listening")
+	}
+	return out, nil
 }
 
 // Addrs returns the bound player and admin addresses after Listen.

@@ -222,9 +222,11 @@ type geoSession struct {
 }
 
 // geoRenewals are the refusals after which a session needs a new token:
-// its decision expired or was dropped, or the token itself is spent.
+// its decision expired or was dropped, or the token itself is spent, or the
+// node no longer knows its challenge (challenges and decisions live in the
+// node's memory, so a restarted or upgraded node re-checks each session once).
 var geoRenewals = map[string]bool{
-	"geolocation_required": true, "challenge_replayed": true, "challenge_expired": true,
+	"geolocation_required": true, "challenge_replayed": true, "challenge_expired": true, "challenge_unknown": true,
 	"geotoken_expired": true, "geotoken_stale": true,
 }
 

@@ -8,7 +8,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -360,36 +362,72 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 	log := newLogger(cfg.Log, stderr)
+	succ, err := inherited()
+	if err != nil {
+		return err
+	}
+	if succ != nil {
+		if err := succ.takeOver(log); err != nil {
+			succ.player.Close()
+			succ.admin.Close()
+			return err
+		}
+	}
 	n, err := buildNode(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer n.close()
-	if err := n.http.Listen(); err != nil {
+	if succ != nil {
+		n.http.UseListeners(succ.player, succ.admin)
+	} else if err := n.http.Listen(); err != nil {
 		return err
 	}
 	n.http.Serve()
 	player, admin := n.http.Addrs()
-	log.Info("listening", "player", player, "admin", admin, "store", maskValue(cfg.Store), "data_dir", cfg.DataDir)
-	if err := n.warm(ctx); err != nil {
+	log.Info("listening", "player", player, "admin", admin, "store", maskValue(cfg.Store), "data_dir", cfg.DataDir, "upgraded", succ != nil)
+	drain := func() {
+		log.Info("draining in-flight requests", "deadline", cfg.HTTP.DrainTimeout.String())
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.HTTP.DrainTimeout)
 		defer cancel()
-		_ = n.http.Shutdown(shutdownCtx)
+		if err := n.http.Shutdown(shutdownCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			log.Error("shutdown", "err", err)
+		}
+	}
+	if err := n.warm(ctx); err != nil {
+		drain()
 		return err
 	}
 	n.http.SetReady(true)
+	if err := writePID(cfg.DataDir); err != nil {
+		log.Warn("cannot write the pid file", "err", err)
+	}
+	defer removePID(cfg.DataDir)
 	log.Info("ready")
 	fmt.Fprintf(stdout, "buzzer serving players on http://%s and operators on http://%s\n", player, admin)
 
-	<-ctx.Done()
-	log.Info("shutting down: draining in-flight requests", "deadline", cfg.HTTP.DrainTimeout.String())
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.HTTP.DrainTimeout)
-	defer cancel()
-	if err := n.http.Shutdown(shutdownCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		log.Error("shutdown", "err", err)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			drain()
+			log.Info("stopped")
+			return nil
+		case <-hup:
+			release, err := startSuccessor(n.http, log)
+			if err != nil {
+				log.Error("upgrade aborted", "err", err)
+				continue
+			}
+			drain()
+			n.close() // the engines, leases and archive are the successor's now
+			release.Close()
+			log.Info("upgrade: handed over to the successor; exiting")
+			return nil
+		}
 	}
-	log.Info("stopped")
-	return nil
 }
 
 func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
