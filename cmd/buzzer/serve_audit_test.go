@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/buzzer-bet/buzzer"
 	"github.com/buzzer-bet/buzzer/rng"
 	"github.com/buzzer-bet/buzzer/sqlite"
 	"github.com/buzzer-bet/buzzer/wallet"
@@ -38,10 +39,10 @@ func TestServeNodeAuditsItsMoney(t *testing.T) {
 	defer n.close()
 	for i := range 6 {
 		player := fmt.Sprintf("p%d", i%3)
-		if _, err := n.wallet.Deposit(ctx, player, fmt.Sprint("d-", i), wallet.MoneyRequest{Amount: 10_000, Currency: "USD"}); err != nil {
+		if _, err := n.wallet.Deposit(ctx, player, fmt.Sprint("d-", i), wallet.MoneyRequest{Amount: 10_000, Currency: "USD", Decision: testDecision(cfg.Jurisdiction)}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := n.wallet.Withdraw(ctx, player, fmt.Sprint("w-", i), wallet.MoneyRequest{Amount: 2_500, Currency: "USD"}); err != nil {
+		if _, err := n.wallet.Withdraw(ctx, player, fmt.Sprint("w-", i), wallet.MoneyRequest{Amount: 2_500, Currency: "USD", Decision: testDecision(cfg.Jurisdiction)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -50,8 +51,13 @@ func TestServeNodeAuditsItsMoney(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The node's wallet itself refuses money that arrives without a location
+	// decision (a route mounted without the gate fails closed).
+	if _, err := n.wallet.Deposit(ctx, "p9", "no-decision", wallet.MoneyRequest{Amount: 10_000, Currency: "USD"}); buzzer.ErrorReason(err) != "compliance_required" {
+		t.Fatalf("deposit without a decision: %v", err)
+	}
 	// A refused withdrawal changes nothing and so captures nothing.
-	if _, err := n.wallet.Withdraw(ctx, "p0", "w-too-much", wallet.MoneyRequest{Amount: 1 << 40, Currency: "USD"}); err == nil {
+	if _, err := n.wallet.Withdraw(ctx, "p0", "w-too-much", wallet.MoneyRequest{Amount: 1 << 40, Currency: "USD", Decision: testDecision(cfg.Jurisdiction)}); err == nil {
 		t.Fatal("an overdraft was accepted")
 	}
 	ob := sqlite.NewAuditOutbox(n.store.lite)
@@ -104,4 +110,10 @@ func histogramCount(t *testing.T, reg *prometheus.Registry, name string) uint64 
 	}
 	t.Fatalf("metric %s not registered", name)
 	return 0
+}
+
+// testDecision is an edge decision for a test that calls the wallet
+// directly, as the geolocation gate would have passed it.
+func testDecision(jurisdiction string) *wallet.Decision {
+	return &wallet.Decision{Jurisdiction: jurisdiction, TokenHash: strings.Repeat("ab", 32), DecidedAt: time.Now(), Source: wallet.DecisionEdge}
 }

@@ -35,7 +35,7 @@ func placeOnAnyOpenMarket(t *testing.T, n *node, player, key string) (placed, er
 				}
 				s := m.Selections[0]
 				req := wallet.PlaceBetRequest{
-					Stake: 100, Currency: "USD", PriceChange: wallet.PriceAny,
+					Stake: 100, Currency: "USD", PriceChange: wallet.PriceAny, Decision: testDecision(n.cfg.Jurisdiction),
 					Legs: []wallet.LegRequest{{EventID: ev.EventID, MarketID: m.ID, SelectionID: s.ID, Price: s.Price}},
 				}
 				resp, err := n.wallet.PlaceBet(context.Background(), player, key, req)
@@ -95,7 +95,7 @@ func TestTogglePausesBettingAtRunTime(t *testing.T) {
 		return rec.Code, rec.Body.String()
 	}
 
-	if _, err := n.wallet.Deposit(ctx, "p1", "dep-1", wallet.MoneyRequest{Amount: 100_000, Currency: "USD"}); err != nil {
+	if _, err := n.wallet.Deposit(ctx, "p1", "dep-1", wallet.MoneyRequest{Amount: 100_000, Currency: "USD", Decision: testDecision(cfg.Jurisdiction)}); err != nil {
 		t.Fatal(err)
 	}
 	first, err := placeOnAnyOpenMarket(t, n, "p1", "bet-1")

@@ -40,6 +40,10 @@ func auditedWalletStore(s *store, jurisdiction string) wallet.Store {
 func startWallet(ctx context.Context, cfg *Config, s *store, prices wallet.PriceSource, log *slog.Logger, onClose func(func())) (*wallet.Service, error) {
 	wcfg := cfg.Wallet
 	wcfg.Jurisdiction = cfg.Jurisdiction
+	// Every money request of a node comes through a location gate; the
+	// wallet refuses one that arrives without its decision, so a route
+	// mounted without the gate fails closed instead of moving money.
+	wcfg.RequireDecision = true
 	svc, err := wallet.New(wcfg, wallet.Deps{Store: auditedWalletStore(s, cfg.Jurisdiction), Prices: prices})
 	if err != nil {
 		return nil, err
