@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/buzzer-bet/buzzer"
@@ -114,9 +115,17 @@ const (
 	ReasonInFlight    = "in_flight" // a wallet call for the table is unresolved
 )
 
-// Service runs the tables whose leases this node holds. Lock order: Service.mu
-// is never held while a table's mu is taken; a table's mu is held across its
-// store and wallet calls, which is what makes this node its single writer.
+// Service runs the tables whose leases this node holds.
+//
+// Lock order, per table: mu (the table lock), then renewMu, then leaseMu,
+// then Service.mu; each may be skipped, none is taken in reverse, and only
+// Close takes renewMu under mu. The table lock is held across a state
+// change, including its wallet and store calls, which is what makes this
+// node the table's single writer. renewMu serializes lease renewals across
+// the store's Renew or Acquire; a renewal never takes the table lock, so it
+// never waits behind a wallet call (a wallet slower than half the lease TTL
+// would otherwise cost the node its lease under load). leaseMu guards only
+// the lease fields and is never held across I/O or while taking Service.mu.
 type Service struct {
 	cfg Config
 	d   Deps
@@ -126,12 +135,34 @@ type Service struct {
 }
 
 type handle struct {
-	mu     sync.Mutex
-	id     string
-	lease  Lease
+	id string
+
+	mu     sync.Mutex // the table lock; see Service for the lock order
 	stored Stored
 	st     *state // stored.State decoded; never mutated, load hands out copies
-	lost   bool
+	// view is st, published for readers that must not wait for the table
+	// lock (Snapshot): a committed state, never mutated.
+	view atomic.Pointer[state]
+
+	renewMu sync.Mutex // serializes renewals; never held with mu
+
+	leaseMu sync.Mutex // guards the fields below; no I/O under it
+	lease   Lease
+	lost    bool
+	// reload is set when the lease was taken again under a new epoch after
+	// it lapsed: another node may have written in between, so the next
+	// change adopts the stored state first.
+	reload bool
+}
+
+// currentLease returns the lease to write under, or a not-owner error.
+func (h *handle) currentLease() (Lease, error) {
+	h.leaseMu.Lock()
+	defer h.leaseMu.Unlock()
+	if h.lost {
+		return Lease{}, buzzer.Errorf(buzzer.EUNAVAILABLE, "table %s moved to another node", h.id).WithReason(ReasonNotOwner)
+	}
+	return h.lease, nil
 }
 
 // state is a table's internal, hidden-information-bearing state; only View
@@ -234,8 +265,14 @@ func (s *Service) Close(ctx context.Context, id string) error {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.renewMu.Lock() // no renewal may re-acquire what is being released
+	defer h.renewMu.Unlock()
+	l, err := h.currentLease()
+	if err != nil {
+		return err
+	}
 	s.drop(h)
-	return s.d.Store.Release(ctx, h.lease)
+	return s.d.Store.Release(ctx, l)
 }
 
 // Owned lists the tables this node currently holds.
@@ -261,7 +298,9 @@ func (s *Service) handle(id string) (*handle, error) {
 }
 
 func (s *Service) drop(h *handle) {
+	h.leaseMu.Lock()
 	h.lost = true
+	h.leaseMu.Unlock()
 	s.mu.Lock()
 	if s.tables[h.id] == h {
 		delete(s.tables, h.id)
@@ -279,6 +318,7 @@ func (h *handle) setStored(stored Stored) error {
 		return buzzer.Wrap(err, buzzer.EINTERNAL, "decode table state")
 	}
 	h.stored, h.st = stored, st
+	h.view.Store(st)
 	return nil
 }
 
@@ -309,8 +349,9 @@ func (st *state) clone() *state {
 // commit writes st with events, fenced by the handle's lease. On a fencing or
 // version refusal the node has lost the table and forgets it.
 func (s *Service) commit(ctx context.Context, h *handle, st *state, events []Event) error {
-	if h.lost {
-		return buzzer.Errorf(buzzer.EUNAVAILABLE, "table %s moved to another node", h.id).WithReason(ReasonNotOwner)
+	lease, err := h.currentLease()
+	if err != nil {
+		return err
 	}
 	now := s.d.Clock.Now()
 	for i := range events {
@@ -321,7 +362,7 @@ func (s *Service) commit(ctx context.Context, h *handle, st *state, events []Eve
 	if err != nil {
 		return buzzer.Wrap(err, buzzer.EINTERNAL, "encode table state")
 	}
-	v, err := s.d.Store.Write(ctx, Write{Lease: h.lease, Version: h.stored.Version, State: b, Events: events})
+	v, err := s.d.Store.Write(ctx, Write{Lease: lease, Version: h.stored.Version, State: b, Events: events})
 	if err != nil {
 		if buzzer.ErrorCode(err) == buzzer.ECONFLICT {
 			s.drop(h)
@@ -329,7 +370,8 @@ func (s *Service) commit(ctx context.Context, h *handle, st *state, events []Eve
 		}
 		return err
 	}
-	h.stored, h.st = Stored{State: b, Version: v, Seq: st.Seq, Epoch: h.lease.Epoch}, st.clone()
+	h.stored, h.st = Stored{State: b, Version: v, Seq: st.Seq, Epoch: lease.Epoch}, st.clone()
+	h.view.Store(h.st)
 	if s.d.Publisher != nil && len(events) > 0 {
 		s.d.Publisher.Publish(st.Table, events)
 	}
@@ -402,6 +444,9 @@ func (s *Service) do(ctx context.Context, table string, f func(*state, time.Time
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if err := s.sync(ctx, h); err != nil {
+		return View{}, err
+	}
 	st := h.load()
 	events, err := f(st, s.d.Clock.Now())
 	if err != nil {
@@ -426,6 +471,9 @@ func (s *Service) Act(ctx context.Context, table string, req Request) (View, err
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if err := s.sync(ctx, h); err != nil {
+		return View{}, err
+	}
 	if err := s.recover(ctx, h); err != nil {
 		return View{}, err
 	}
@@ -562,8 +610,21 @@ func (s *Service) payCredits(ctx context.Context, h *handle) error {
 			return nil
 		}
 	}
-	for _, op := range st.Credits {
-		if err := s.d.Wallet.Credit(ctx, op); err != nil {
+	// The payouts are independent and idempotent per key, so they are made
+	// at once: a settled round waits for one wallet round trip, not one per
+	// seat. If any is unconfirmed, all stay owed and are retried.
+	errs := make([]error, len(st.Credits))
+	var wg sync.WaitGroup
+	for i, op := range st.Credits {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.d.Wallet.Credit(ctx, op)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
 			return buzzer.Wrap(err, buzzer.EUNAVAILABLE, "the wallet did not confirm a payout; it will be retried").WithReason(ReasonInFlight)
 		}
 	}
@@ -705,36 +766,23 @@ func (s *Service) progress(st *state, now time.Time) []Event {
 // work, deals when the betting window closes and applies the default decision
 // (stand; decline insurance) when a turn times out. Call it about once a
 // second per table (Run does). A decision that arrives after its deadline
-// but before the Tick that applies the default is still accepted.
+// but before the Tick that applies the default is still accepted. The lease
+// is renewed before Tick waits for the table lock, so a decision holding the
+// table through a slow wallet call does not cost the lease.
 func (s *Service) Tick(ctx context.Context, table string) error {
 	h, err := s.handle(table)
 	if err != nil {
 		return err
 	}
+	if err := s.renew(ctx, h); err != nil {
+		return err
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	now := s.d.Clock.Now()
-	if !now.Before(h.lease.Expires.Add(-s.cfg.LeaseTTL / 2)) {
-		l, err := s.d.Store.Renew(ctx, h.lease, s.cfg.LeaseTTL)
-		if buzzer.ErrorReason(err) == ReasonLeaseExpired {
-			// The lease lapsed (a pause longer than half the TTL) but may
-			// still be free: take it again under a new epoch and reload, in
-			// case another node held the table in between.
-			if l, err = s.d.Store.Acquire(ctx, h.id, s.cfg.Node, s.cfg.LeaseTTL); err == nil {
-				var stored Stored
-				if stored, err = s.d.Store.Load(ctx, h.id); err == nil {
-					err = h.setStored(stored)
-				}
-			}
-		}
-		if err != nil {
-			if buzzer.ErrorCode(err) == buzzer.ECONFLICT {
-				s.drop(h)
-			}
-			return err
-		}
-		h.lease = l
+	if err := s.sync(ctx, h); err != nil {
+		return err
 	}
+	now := s.d.Clock.Now()
 	if err := s.recover(ctx, h); err != nil {
 		return err
 	}
@@ -792,7 +840,105 @@ func (s *Service) deal(ctx context.Context, h *handle, st *state, now time.Time)
 	return s.commit(ctx, h, st, append([]Event{dealt}, s.progress(st, now)...))
 }
 
-// TickAll ticks every table this node holds and returns the first error.
+// renew extends the table's lease once half its TTL has passed. It never
+// takes the table lock (see Service), so it is not held up by a change
+// waiting on the wallet; the store fences writes by epoch, so extending the
+// lease under a change in flight is safe.
+func (s *Service) renew(ctx context.Context, h *handle) error {
+	h.renewMu.Lock()
+	defer h.renewMu.Unlock()
+	l, err := h.currentLease()
+	if err != nil {
+		return err
+	}
+	if s.d.Clock.Now().Before(l.Expires.Add(-s.cfg.LeaseTTL / 2)) {
+		return nil
+	}
+	nl, err := s.d.Store.Renew(ctx, l, s.cfg.LeaseTTL)
+	reacquired := false
+	if buzzer.ErrorReason(err) == ReasonLeaseExpired {
+		// The lease lapsed (a pause longer than half the TTL) but may still
+		// be free: take it again under a new epoch; the next change reloads
+		// the state, in case another node held the table in between.
+		nl, err = s.d.Store.Acquire(ctx, h.id, s.cfg.Node, s.cfg.LeaseTTL)
+		reacquired = err == nil
+	}
+	if err != nil {
+		if buzzer.ErrorCode(err) == buzzer.ECONFLICT {
+			s.drop(h)
+		}
+		return err
+	}
+	h.leaseMu.Lock()
+	h.lease = nl
+	h.reload = h.reload || reacquired
+	h.leaseMu.Unlock()
+	return nil
+}
+
+// sync adopts the stored state if the lease was re-acquired since the last
+// change. Caller holds h.mu.
+func (s *Service) sync(ctx context.Context, h *handle) error {
+	h.leaseMu.Lock()
+	reload := h.reload
+	h.leaseMu.Unlock()
+	if !reload {
+		return nil
+	}
+	stored, err := s.d.Store.Load(ctx, h.id)
+	if err != nil {
+		return err
+	}
+	if err := h.setStored(stored); err != nil {
+		return err
+	}
+	h.leaseMu.Lock()
+	h.reload = false
+	h.leaseMu.Unlock()
+	return nil
+}
+
+// renewWorkers bounds the renewals RenewLeases has in flight at once.
+const renewWorkers = 16
+
+// RenewLeases renews every held lease that is due, a few at a time and
+// without waiting for any table lock, and returns the first error.
+func (s *Service) RenewLeases(ctx context.Context) error {
+	hs := s.handles()
+	errs := make([]error, len(hs))
+	sem := make(chan struct{}, renewWorkers)
+	var wg sync.WaitGroup
+	for i, h := range hs {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			errs[i] = s.renew(ctx, h)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Service) handles() []*handle {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	hs := make([]*handle, 0, len(s.tables))
+	for _, h := range s.tables {
+		hs = append(hs, h)
+	}
+	return hs
+}
+
+// TickAll ticks every table this node holds, one after another, and returns
+// the first error. It is for tests and tools that drive an injected clock;
+// Run is the production driver.
 func (s *Service) TickAll(ctx context.Context) error {
 	var first error
 	for _, id := range s.Owned() {
@@ -803,25 +949,113 @@ func (s *Service) TickAll(ctx context.Context) error {
 	return first
 }
 
-// Run ticks every held table each interval until ctx ends. Errors are left to
-// the next tick: a table this node lost is simply no longer ticked.
+// RunWorkers bounds the ticks Run has in flight at once.
+const RunWorkers = 64
+
+// Run drives the held tables until ctx ends, then waits for its ticks to
+// return. Each interval it renews the due leases on a loop of its own, and
+// ticks every held table on a bounded pool of workers: a table whose tick
+// waits (its lock held by a decision waiting on the wallet) holds up no
+// other table's deal, timeout or lease renewal. A table is never ticked
+// twice at once; a busy one is skipped until its tick returns. Errors are
+// left to the next tick: a table this node lost is simply no longer ticked.
 func (s *Service) Run(ctx context.Context, interval time.Duration) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				_ = s.RenewLeases(ctx)
+			}
+		}
+	}()
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	sem := make(chan struct{}, RunWorkers)
+	var busyMu sync.Mutex
+	busy := map[*handle]bool{}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			_ = s.TickAll(ctx)
+		}
+		for _, h := range s.handles() {
+			busyMu.Lock()
+			skip := busy[h]
+			busy[h] = true
+			busyMu.Unlock()
+			if skip {
+				continue
+			}
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_ = s.Tick(ctx, h.id)
+				<-sem
+				busyMu.Lock()
+				delete(busy, h)
+				busyMu.Unlock()
+			}()
 		}
 	}
 }
 
-// Snapshot returns the table's player-visible view from the store, so any
-// node can serve it.
+// Snapshot returns the table's player-visible view: from memory if this
+// node holds the table (its last committed state, without waiting for the
+// table lock), else from the store, so any node can serve it.
 func (s *Service) Snapshot(ctx context.Context, table string) (View, error) {
-	stored, err := s.d.Store.Load(ctx, table)
+	s.mu.Lock()
+	h := s.tables[table]
+	s.mu.Unlock()
+	if h != nil {
+		if st := h.view.Load(); st != nil {
+			return st.view(), nil
+		}
+	}
+	return s.reader().Snapshot(ctx, table)
+}
+
+// Events returns up to limit (capped by Config.MaxEvents) events after seq.
+func (s *Service) Events(ctx context.Context, table string, after int64, limit int) ([]Event, error) {
+	return s.reader().Events(ctx, table, after, limit)
+}
+
+func (s *Service) reader() *Reader { return &Reader{store: s.d.Store, max: s.cfg.MaxEvents} }
+
+// Reader serves tables' player-visible snapshots and event logs from a
+// Store, on any node and without a lease: what a live feed needs, built
+// before the Service that publishes to it.
+type Reader struct {
+	store Store
+	max   int
+}
+
+// NewReader returns a reader of store answering at most maxEvents events a
+// call (default 1000).
+func NewReader(store Store, maxEvents int) *Reader {
+	if maxEvents <= 0 {
+		maxEvents = 1000
+	}
+	return &Reader{store: store, max: maxEvents}
+}
+
+// Snapshot returns the table's player-visible view: no hole card before the
+// reveal, no shoe.
+func (r *Reader) Snapshot(ctx context.Context, table string) (View, error) {
+	stored, err := r.store.Load(ctx, table)
 	if err != nil {
 		return View{}, err
 	}
@@ -832,12 +1066,12 @@ func (s *Service) Snapshot(ctx context.Context, table string) (View, error) {
 	return st.view(), nil
 }
 
-// Events returns up to limit (capped by Config.MaxEvents) events after seq.
-func (s *Service) Events(ctx context.Context, table string, after int64, limit int) ([]Event, error) {
-	if limit <= 0 || limit > s.cfg.MaxEvents {
-		limit = s.cfg.MaxEvents
+// Events returns up to limit (capped as NewReader says) events after seq.
+func (r *Reader) Events(ctx context.Context, table string, after int64, limit int) ([]Event, error) {
+	if limit <= 0 || limit > r.max {
+		limit = r.max
 	}
-	return s.d.Store.Events(ctx, table, after, limit)
+	return r.store.Events(ctx, table, after, limit)
 }
 
 // view projects the state onto what players may see: no hole card before

@@ -21,10 +21,12 @@ import (
 
 	"github.com/buzzer-bet/buzzer"
 	"github.com/buzzer-bet/buzzer/auth"
+	"github.com/buzzer-bet/buzzer/httpapi"
 	"github.com/buzzer-bet/buzzer/inmem"
 	"github.com/buzzer-bet/buzzer/internal/loadgen"
 	"github.com/buzzer-bet/buzzer/redis"
 	"github.com/buzzer-bet/buzzer/table"
+	"github.com/buzzer-bet/buzzer/tablefeed"
 )
 
 // TablesConfig configures the live tables a node serves.
@@ -211,6 +213,12 @@ func startTables(ctx context.Context, n *node, w table.Wallet) (*table.Service, 
 		if err != nil {
 			return nil, buzzer.Wrap(err, buzzer.EINVALID, "tables.redis_url: %v", err)
 		}
+		if opts.PoolSize == 0 {
+			// Every held table's writes, renewals and reads share the pool;
+			// go-redis's default (10 per CPU) queues them behind each other
+			// at a thousand tables. A pool_size in the URL wins.
+			opts.PoolSize = 256
+		}
 		c := goredis.NewClient(opts)
 		n.onClose(func() { _ = c.Close() })
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -228,8 +236,14 @@ func startTables(ctx context.Context, n *node, w table.Wallet) (*table.Service, 
 	if err != nil {
 		return nil, err
 	}
+	// The live feed reads snapshots and logs from the store (any node can
+	// serve them) and is fed every committed event by the service.
+	feed, err := tablefeed.New(table.NewReader(store, 0), tablefeed.Config{Verifier: n.player, Logger: n.log, Registry: n.reg})
+	if err != nil {
+		return nil, err
+	}
 	svc, err = table.NewService(table.Config{Node: cfg.Node, LeaseTTL: cfg.LeaseTTL}, table.Deps{
-		Store: tableMeteredStore{Store: store, m: m}, Wallet: w, Shuffler: shuffler, Clock: buzzer.SystemClock{},
+		Store: tableMeteredStore{Store: store, m: m}, Wallet: w, Shuffler: shuffler, Clock: buzzer.SystemClock{}, Publisher: feed,
 	})
 	if err != nil {
 		return nil, err
@@ -247,10 +261,20 @@ func startTables(ctx context.Context, n *node, w table.Wallet) (*table.Service, 
 
 	runCtx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() {
 		defer wg.Done()
-		tableTickLoop(runCtx, svc, cfg.TickInterval)
+		if err := feed.Run(runCtx); err != nil {
+			n.log.Error("table feed stopped", "err", err)
+		}
+	}()
+	// Subscribers follow a table on the channel "table:<id>" with a player
+	// token; see package tablefeed.
+	st := newStreams()
+	n.http.Player("GET /v1/stream/tables", httpapi.Public, st.handler(feed.WebsocketHandler()))
+	go func() {
+		defer wg.Done()
+		svc.Run(runCtx, cfg.TickInterval)
 	}()
 	go func() {
 		defer wg.Done()
@@ -266,6 +290,7 @@ func startTables(ctx context.Context, n *node, w table.Wallet) (*table.Service, 
 		}
 	}()
 	n.onClose(func() {
+		st.cancel()
 		stop()
 		wg.Wait()
 		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -277,63 +302,6 @@ func startTables(ctx context.Context, n *node, w table.Wallet) (*table.Service, 
 		}
 	})
 	return svc, nil
-}
-
-// tableTickWorkers bounds the ticks in flight at once.
-const tableTickWorkers = 64
-
-// tableTickLoop ticks every held table each interval, each on its own
-// worker: a table whose tick waits (its lock is held by a decision waiting
-// on the wallet) delays no other table's deal, timeout or lease renewal, as
-// it would in one sequential pass (table.Service.Run). A table is never
-// ticked twice at once; a busy one is skipped until its tick returns.
-func tableTickLoop(ctx context.Context, svc *table.Service, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	sem := make(chan struct{}, tableTickWorkers)
-	busy := map[string]*atomic.Bool{}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		owned := svc.Owned()
-		if len(busy) > 2*len(owned)+tableTickWorkers {
-			// Forget tables no longer held (their ticks have returned or
-			// will find the table gone).
-			keep := make(map[string]*atomic.Bool, len(owned))
-			for _, id := range owned {
-				if f := busy[id]; f != nil {
-					keep[id] = f
-				}
-			}
-			busy = keep
-		}
-		for _, id := range owned {
-			f := busy[id]
-			if f == nil {
-				f = new(atomic.Bool)
-				busy[id] = f
-			}
-			if !f.CompareAndSwap(false, true) {
-				continue
-			}
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer func() { <-sem; f.Store(false) }()
-				_ = svc.Tick(ctx, id) // errors are retried on the next tick; a lost table is no longer held
-			}()
-		}
-	}
 }
 
 // tableClaimer opens the configured tables this node does not hold.

@@ -12,14 +12,18 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	centrifugego "github.com/centrifugal/centrifuge-go"
 
 	"github.com/buzzer-bet/buzzer"
 	"github.com/buzzer-bet/buzzer/internal/enginetest"
 	"github.com/buzzer-bet/buzzer/redis"
 	"github.com/buzzer-bet/buzzer/table"
+	"github.com/buzzer-bet/buzzer/tablefeed"
 )
 
 // tableProc is a `buzzer serve` running as its own process (this test
@@ -468,7 +472,9 @@ func grepLines(b []byte, substr string) string {
 }
 
 // TestServeTablesInMemoryAndBench: a plain serve opens its in-memory tables,
-// and `bench tables` plays them over HTTP, printing the JSON figures.
+// and `bench tables` plays them over HTTP, printing the JSON figures, while
+// a player follows one table on the live feed (/v1/stream/tables) and ends
+// with exactly the table's state; a connection without a token is refused.
 func TestServeTablesInMemoryAndBench(t *testing.T) {
 	dataDir := t.TempDir()
 	cfg := filepath.Join(dataDir, "tables.yaml")
@@ -482,8 +488,69 @@ func TestServeTablesInMemoryAndBench(t *testing.T) {
 	if code, body := tableHTTP(t, app, "GET", player+"/v1/tables", tok, "", nil, &list); code != 200 || len(list.Tables) != 2 {
 		t.Fatalf("tables: %d %s", code, body)
 	}
+	feedURL := "ws" + strings.TrimPrefix(player, "http") + "/v1/stream/tables"
+	follow := list.Tables[0].Table
+	var mu sync.Mutex
+	var view *table.View
+	var feedErr error
+	fail := func(err error) {
+		if feedErr == nil {
+			feedErr = err
+		}
+	}
+	c := centrifugego.NewJsonClient(feedURL, centrifugego.Config{Token: tok, HandshakeTimeout: 10 * time.Second})
+	defer c.Close()
+	sub, err := c.NewSubscription(tablefeed.Channel(follow), centrifugego.SubscriptionConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub.OnSubscribed(func(e centrifugego.SubscribedEvent) {
+		mu.Lock()
+		defer mu.Unlock()
+		var m tablefeed.Message
+		if err := json.Unmarshal(e.Data, &m); err != nil || m.Type != tablefeed.TypeSnapshot || m.View == nil {
+			fail(fmt.Errorf("subscribe reply %s: %v", e.Data, err))
+			return
+		}
+		view = m.View
+	})
+	sub.OnPublication(func(e centrifugego.PublicationEvent) {
+		mu.Lock()
+		defer mu.Unlock()
+		var m tablefeed.Message
+		if err := json.Unmarshal(e.Data, &m); err != nil || m.Event == nil || view == nil {
+			fail(fmt.Errorf("publication %s: %v", e.Data, err))
+			return
+		}
+		if err := view.Apply(*m.Event); err != nil {
+			fail(err)
+		}
+	})
+	if err := c.Connect(); err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.Subscribe(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the table feed's snapshot", func() bool { mu.Lock(); defer mu.Unlock(); return view != nil || feedErr != nil })
+
+	anon := centrifugego.NewJsonClient(feedURL, centrifugego.Config{HandshakeTimeout: 10 * time.Second})
+	refused := make(chan struct{})
+	var once sync.Once
+	anon.OnDisconnected(func(centrifugego.DisconnectedEvent) { once.Do(func() { close(refused) }) })
+	anon.OnConnected(func(centrifugego.ConnectedEvent) { t.Error("the table feed took a connection without a token") })
+	if err := anon.Connect(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-refused:
+	case <-time.After(20 * time.Second):
+		t.Error("the table feed did not refuse a connection without a token")
+	}
+	anon.Close()
+
 	var out, errb bytes.Buffer
-	err := run(context.Background(), []string{"bench", "tables", "--target", player, "--data-dir", dataDir, "--tables", "2", "--players-per-table", "2", "--duration", "3s", "--json"}, &out, &errb)
+	err = run(context.Background(), []string{"bench", "tables", "--target", player, "--data-dir", dataDir, "--tables", "2", "--players-per-table", "2", "--duration", "3s", "--json"}, &out, &errb)
 	if err != nil {
 		t.Fatalf("bench tables: %v\n%s", err, errb.String())
 	}
@@ -494,8 +561,31 @@ func TestServeTablesInMemoryAndBench(t *testing.T) {
 	if res.Actions == 0 || res.ActionsPerS <= 0 || res.P99ms < res.P50ms || res.Tables != 2 || res.Errors != 0 {
 		t.Fatalf("bench result %+v\n%s", res, errb.String())
 	}
+	var final table.View
+	waitFor(t, "the feed follower reaching the table's state", func() bool {
+		if code, body := tableHTTP(t, app, "GET", player+"/v1/tables/"+follow, tok, "", nil, &final); code != 200 {
+			t.Fatalf("table: %d %s", code, body)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return feedErr != nil || (view != nil && view.Seq == final.Seq)
+	})
+	mu.Lock()
+	if feedErr != nil {
+		mu.Unlock()
+		t.Fatalf("table feed: %v", feedErr)
+	}
+	got, _ := json.Marshal(view)
+	mu.Unlock()
+	if want, _ := json.Marshal(final); !bytes.Equal(got, want) {
+		t.Fatalf("feed follower ended at\n%s\nthe table is at\n%s", got, want)
+	}
+	if final.Seq == 0 {
+		t.Fatal("the followed table never moved")
+	}
+
 	code, _, metrics := get(t, admin+"/metrics", "")
-	if code != 200 || !bytes.Contains(metrics, []byte("buzzer_table_action_duration_seconds_bucket")) || !bytes.Contains(metrics, []byte("buzzer_table_active_tables 2")) {
+	if code != 200 || !bytes.Contains(metrics, []byte("buzzer_tablefeed_publications_total")) || !bytes.Contains(metrics, []byte("buzzer_table_action_duration_seconds_bucket")) || !bytes.Contains(metrics, []byte("buzzer_table_active_tables 2")) {
 		t.Fatalf("metrics:\n%s", grepLines(metrics, "buzzer_table_"))
 	}
 	if err := stop(); err != nil {

@@ -20,7 +20,7 @@ var domains = []string{"wallet", "odds", "table", "rng", "geo", "audit", "catalo
 // forbidden are import path prefixes a domain package may not use.
 var forbidden = []string{
 	module + "/postgres", module + "/sqlite", module + "/nats", module + "/kafka", module + "/redis",
-	module + "/inmem", module + "/httpapi", module + "/fanout", module + "/archive", module + "/cmd",
+	module + "/inmem", module + "/httpapi", module + "/fanout", module + "/tablefeed", module + "/archive", module + "/cmd",
 	"github.com/jackc/", "modernc.org/sqlite", "github.com/nats-io/", "github.com/redis/",
 	"github.com/twmb/", "github.com/centrifugal/", "net/http",
 }
