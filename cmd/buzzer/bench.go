@@ -102,6 +102,49 @@ func openSelections(ctx context.Context, c *http.Client, target string) ([]selec
 	return out, nil
 }
 
+// fundPlayers mints a token for each of n players named prefix-i and
+// deposits amount for each, with up to workers deposits in flight.
+func fundPlayers(ctx context.Context, c *http.Client, keys *auth.DevKeys, base, prefix string, n, workers int, amount int64,
+	currency string, ttl time.Duration, stderr io.Writer) ([]string, error) {
+	tokens := make([]string, n)
+	fmt.Fprintf(stderr, "funding %d players\n", n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var fundErr atomic.Value
+	for range min(workers, n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				tok, err := keys.PlayerToken(fmt.Sprintf("%s-%d", prefix, i), "NJ", ttl, time.Now())
+				if err != nil {
+					fundErr.CompareAndSwap(nil, err)
+					return
+				}
+				tokens[i] = tok
+				body := fmt.Sprintf(`{"amount":%d,"currency":%q}`, amount, currency)
+				code, b, err := call(ctx, c, http.MethodPost, base+"/v1/wallet/deposits", tok, uuid.NewString(), []byte(body))
+				if err != nil || code != http.StatusCreated && code != http.StatusOK {
+					fundErr.CompareAndSwap(nil, fmt.Errorf("deposit: %d %v %.200s", code, err, b))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if e, ok := fundErr.Load().(error); ok {
+		return nil, e
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return tokens, nil
+}
+
 // betsResult is the JSON `buzzer bench bets` prints.
 type betsResult struct {
 	BetsPerS   float64 `json:"bets_per_s"`
@@ -163,38 +206,9 @@ func runBenchBets(ctx context.Context, args []string, stdout, stderr io.Writer) 
 
 	// Every player gets a token and enough money for the whole run.
 	run := fmt.Sprintf("%08x", rand.Uint32())
-	tokens := make([]string, *players)
-	fmt.Fprintf(stderr, "bench: funding %d players\n", *players)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var fundErr atomic.Value
-	for range min(*clients, *players) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= *players || ctx.Err() != nil {
-					return
-				}
-				tok, err := keys.PlayerToken(fmt.Sprintf("bench-%s-%d", run, i), "NJ", *duration+10*time.Minute, time.Now())
-				if err != nil {
-					fundErr.CompareAndSwap(nil, err)
-					return
-				}
-				tokens[i] = tok
-				body := fmt.Sprintf(`{"amount":%d,"currency":%q}`, 9_000_000, *currency)
-				code, b, err := call(ctx, c, http.MethodPost, base+"/v1/wallet/deposits", tok, uuid.NewString(), []byte(body))
-				if err != nil || code != http.StatusCreated && code != http.StatusOK {
-					fundErr.CompareAndSwap(nil, fmt.Errorf("deposit: %d %v %.200s", code, err, b))
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if e, ok := fundErr.Load().(error); ok {
-		return e
+	tokens, err := fundPlayers(ctx, c, keys, base, "bench-"+run, *players, *clients, 9_000_000, *currency, *duration+10*time.Minute, stderr)
+	if err != nil {
+		return err
 	}
 
 	var retries, dups, bets atomic.Int64

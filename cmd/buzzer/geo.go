@@ -272,7 +272,8 @@ func (t *geoTransport) current(ctx context.Context, s *geoSession, target *url.U
 }
 
 // RoundTrip implements http.RoundTripper. A request refused because its
-// session needs a new token is sent once more with a fresh one: a location
+// session needs a new token is sent again with a fresh one, up to twice
+// (concurrent requests of one session may race a renewal): a location
 // refusal happens before anything else, so nothing was done.
 func (t *geoTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	auth := r.Header.Get("Authorization")
@@ -299,7 +300,7 @@ func (t *geoTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		}
 		out.Header.Set(httpapi.GeoTokenHeader, tok)
 		resp, err := t.base.RoundTrip(out)
-		if err != nil || resp.StatusCode != http.StatusForbidden || attempt > 0 || (r.Body != nil && r.Body != http.NoBody && r.GetBody == nil) {
+		if err != nil || resp.StatusCode != http.StatusForbidden || attempt >= 2 || (r.Body != nil && r.Body != http.NoBody && r.GetBody == nil) {
 			return resp, err
 		}
 		body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))

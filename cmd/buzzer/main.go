@@ -40,6 +40,7 @@ func commands() map[string]command {
 		"dev token":       {"print a player token a dev-mode serve accepts", runDevToken},
 		"dev admin-token": {"print an admin token a dev-mode serve accepts", runDevAdminToken},
 		"bench bets":      {"place bets over HTTP with idempotency keys and re-sends; print throughput and latency", runBenchBets},
+		"rehearse":        {"Super Bowl rehearsal: open-loop baseline, spike and recovery of bets with scheduled faults, then an exactly-once money check", runRehearse},
 		"ledger check":    {"verify the ledger invariants of a store (exit 1 on any violation)", runLedgerCheck},
 	}
 	// Each part's commands live in its own file.
