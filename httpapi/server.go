@@ -124,6 +124,7 @@ type Server struct {
 
 	ready  atomic.Bool
 	checks []ReadyCheck
+	routes []Route
 
 	mu        sync.Mutex
 	servers   []*http.Server
@@ -215,11 +216,28 @@ func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
 
 // Player registers a route on the player listener.
 func (s *Server) Player(pattern string, access Access, h HandlerFunc) {
+	s.mu.Lock()
+	s.routes = append(s.routes, Route{Pattern: pattern, Access: access})
+	s.mu.Unlock()
 	var inner http.Handler = s.adapt(h)
 	if access == Player {
 		inner = s.requirePlayer(inner)
 	}
 	s.playerMux.Handle(pattern, s.wrap("player", pattern, inner))
+}
+
+// Route is a registered player route.
+type Route struct {
+	Pattern string
+	Access  Access
+}
+
+// PlayerRoutes lists the player routes in registration order (tests sweep
+// every one of them, e.g. for object-level authorization).
+func (s *Server) PlayerRoutes() []Route {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Route(nil), s.routes...)
 }
 
 // Admin registers an operator route on the admin listener; every admin route
