@@ -13,6 +13,7 @@ package feed
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -184,6 +185,26 @@ func (h *Health) Recovered() {
 	h.mu.Unlock()
 	h.stats.Recoveries.Add(1)
 	_ = h.sink.Apply(odds.Update{Provider: h.provider, Kind: odds.KindStatus, Status: odds.ProviderUp, SourceTime: h.clock.Now()})
+}
+
+// Reconnect is every streaming adapter's connect loop: it runs session
+// until ctx is done, and each time a session ends the provider is marked
+// down at once (nothing it sent is trusted until the next session has
+// recovered), the reconnect is counted and logged, and the next attempt
+// waits Backoff.
+func (h *Health) Reconnect(ctx context.Context, log *slog.Logger, session func(context.Context) error) error {
+	for attempt := 1; ; attempt++ {
+		err := session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		h.Down("disconnected")
+		h.stats.Reconnects.Add(1)
+		log.Warn("feed session ended; reconnecting", "provider", h.provider, "err", err)
+		if !Sleep(ctx, Backoff(attempt)) {
+			return nil
+		}
+	}
 }
 
 // Backoff returns the wait before reconnect attempt n (1-based): 100ms

@@ -28,18 +28,15 @@ type BetfairConfig struct {
 // op=status, an op=mcm image (ct SUB_IMAGE, or RESUB_DELTA when clock tokens
 // were given) and then mcm deltas carrying clk, with ct HEARTBEAT when idle.
 type Betfair struct {
-	cfg    BetfairConfig
-	sim    *Sim
-	faults *faultBox
-	pipe   *pipe
+	cfg BetfairConfig
+	sim *Sim
+	outlet
 
 	mu      sync.Mutex
 	clk     uint64
 	state   map[int]MatchState
 	clients map[*bfClient]struct{}
 
-	ln     net.Listener
-	wg     sync.WaitGroup
 	connID int
 }
 
@@ -61,52 +58,31 @@ func NewBetfair(sim *Sim, cfg BetfairConfig) *Betfair {
 	if cfg.Latency == 0 {
 		cfg.Latency = 10 * time.Millisecond
 	}
-	p := &Betfair{cfg: cfg, sim: sim, faults: newFaultBox(cfg.Seed + 2), pipe: newPipe(), state: map[int]MatchState{}, clients: map[*bfClient]struct{}{}, clk: 1}
+	p := &Betfair{cfg: cfg, sim: sim, outlet: newOutlet(cfg.Seed+2, cfg.Latency), state: map[int]MatchState{}, clients: map[*bfClient]struct{}{}, clk: 1}
 	for _, m := range sim.Matches() {
 		p.state[m.Index] = m
 	}
-	sim.Subscribe(func(ms []MatchState) {
-		due := time.Now().Add(p.cfg.Latency + time.Duration(p.faults.get().LagMS)*time.Millisecond)
-		p.pipe.push(due, func() { p.deliver(ms) })
-	})
+	p.follow(sim, p.deliver)
 	return p
 }
-
-// SetFaults replaces the provider's faults.
-func (p *Betfair) SetFaults(f Faults) { p.faults.set(f) }
-
-// Faults returns the provider's faults.
-func (p *Betfair) Faults() Faults { return p.faults.get() }
 
 // Addr is the provider's host:port once started.
 func (p *Betfair) Addr() string { return p.ln.Addr().String() }
 
 // Start listens on addr and serves until ctx is done.
 func (p *Betfair) Start(ctx context.Context, addr string) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
-	p.ln = ln
-	p.wg.Add(2)
-	go func() { defer p.wg.Done(); p.pipe.run(ctx) }()
-	go func() {
-		defer p.wg.Done()
+	return p.listen(ctx, addr, func(ctx context.Context) {
+		go func() { <-ctx.Done(); _ = p.ln.Close() }()
 		for {
-			conn, err := ln.Accept()
+			conn, err := p.ln.Accept()
 			if err != nil {
 				return
 			}
 			p.wg.Add(1)
 			go func() { defer p.wg.Done(); p.serve(ctx, conn) }()
 		}
-	}()
-	go func() { <-ctx.Done(); _ = ln.Close() }()
-	return nil
+	})
 }
-
-// Wait blocks until the provider has stopped after its context ended.
-func (p *Betfair) Wait() { p.wg.Wait() }
 
 // Betfair ladder: the price increments of the exchange.
 var bfLadder = []struct{ upTo, step float64 }{

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"net"
+	"net/http"
 	"sync"
 	"time"
 
@@ -124,6 +126,66 @@ func (p *pipe) run(ctx context.Context) {
 			it.fn()
 		}
 	}
+}
+
+// outlet is what every simulated provider has in common: its faults, the
+// pipe that delays what it sends by its latency (plus the lag fault), its
+// listener, and the goroutines it runs until its context ends.
+type outlet struct {
+	faults  *faultBox
+	pipe    *pipe
+	latency time.Duration
+	ln      net.Listener
+	wg      sync.WaitGroup
+}
+
+// newOutlet returns an outlet whose faults are seeded with seed and whose
+// latency is latency.
+func newOutlet(seed uint64, latency time.Duration) outlet {
+	return outlet{faults: newFaultBox(seed), pipe: newPipe(), latency: latency}
+}
+
+// due is when something sent now arrives: after the latency and the lag fault.
+func (o *outlet) due(now time.Time) time.Time {
+	return now.Add(o.latency + time.Duration(o.faults.get().LagMS)*time.Millisecond)
+}
+
+// follow hands every step of sim to deliver once it is due.
+func (o *outlet) follow(sim *Sim, deliver func([]MatchState)) {
+	sim.Subscribe(func(ms []MatchState) { o.pipe.push(o.due(time.Now()), func() { deliver(ms) }) })
+}
+
+// SetFaults replaces the provider's faults.
+func (o *outlet) SetFaults(f Faults) { o.faults.set(f) }
+
+// Faults returns the provider's faults.
+func (o *outlet) Faults() Faults { return o.faults.get() }
+
+// Wait blocks until the provider has stopped after its context ended.
+func (o *outlet) Wait() { o.wg.Wait() }
+
+// listen opens addr and runs the pipe and each of runs until ctx is done.
+func (o *outlet) listen(ctx context.Context, addr string, runs ...func(context.Context)) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	o.ln = ln
+	for _, run := range append([]func(context.Context){o.pipe.run}, runs...) {
+		o.wg.Add(1)
+		go func() { defer o.wg.Done(); run(ctx) }()
+	}
+	return nil
+}
+
+// serveHTTP is listen with an HTTP server of mux on the listener.
+func (o *outlet) serveHTTP(ctx context.Context, addr string, mux http.Handler, runs ...func(context.Context)) error {
+	srv := &http.Server{Handler: mux, BaseContext: func(net.Listener) context.Context { return ctx }}
+	serve := func(ctx context.Context) {
+		go func() { <-ctx.Done(); _ = srv.Close() }()
+		_ = srv.Serve(o.ln)
+	}
+	return o.listen(ctx, addr, append([]func(context.Context){serve}, runs...)...)
 }
 
 // Provider names, as the dev wiring and the control API use them.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -29,18 +28,13 @@ type UOFConfig struct {
 // answered by an odds_change per live match carrying request_id, then
 // snapshot_complete.
 type UOF struct {
-	cfg    UOFConfig
-	sim    *Sim
-	faults *faultBox
-	pipe   *pipe
+	cfg UOFConfig
+	sim *Sim
+	outlet
 
 	mu      sync.Mutex
 	state   map[int]MatchState
 	clients map[*uofClient]struct{}
-
-	ln  net.Listener
-	srv *http.Server
-	wg  sync.WaitGroup
 }
 
 type uofClient struct {
@@ -62,47 +56,24 @@ func NewUOF(sim *Sim, cfg UOFConfig) *UOF {
 	if cfg.AliveInterval == 0 {
 		cfg.AliveInterval = 500 * time.Millisecond
 	}
-	p := &UOF{cfg: cfg, sim: sim, faults: newFaultBox(cfg.Seed + 1), pipe: newPipe(), state: map[int]MatchState{}, clients: map[*uofClient]struct{}{}}
+	p := &UOF{cfg: cfg, sim: sim, outlet: newOutlet(cfg.Seed+1, cfg.Latency), state: map[int]MatchState{}, clients: map[*uofClient]struct{}{}}
 	for _, m := range sim.Matches() {
 		p.state[m.Index] = m
 	}
-	sim.Subscribe(func(ms []MatchState) {
-		due := time.Now().Add(p.cfg.Latency + time.Duration(p.faults.get().LagMS)*time.Millisecond)
-		p.pipe.push(due, func() { p.deliver(ms) })
-	})
+	p.follow(sim, p.deliver)
 	return p
 }
-
-// SetFaults replaces the provider's faults.
-func (p *UOF) SetFaults(f Faults) { p.faults.set(f) }
-
-// Faults returns the provider's faults.
-func (p *UOF) Faults() Faults { return p.faults.get() }
 
 // URL is the provider's base URL once started.
 func (p *UOF) URL() string { return "http://" + p.ln.Addr().String() }
 
 // Start listens on addr (e.g. "127.0.0.1:0") and serves until ctx is done.
 func (p *UOF) Start(ctx context.Context, addr string) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
-	p.ln = ln
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /stream", p.serveStream)
 	mux.HandleFunc("POST /v1/liveodds/recovery/initiate_request", p.serveRecovery)
-	p.srv = &http.Server{Handler: mux, BaseContext: func(net.Listener) context.Context { return ctx }}
-	p.wg.Add(3)
-	go func() { defer p.wg.Done(); _ = p.srv.Serve(ln) }()
-	go func() { defer p.wg.Done(); p.pipe.run(ctx) }()
-	go func() { defer p.wg.Done(); p.alive(ctx) }()
-	go func() { <-ctx.Done(); _ = p.srv.Close() }()
-	return nil
+	return p.serveHTTP(ctx, addr, mux, p.alive)
 }
-
-// Wait blocks until the provider has stopped after its context ended.
-func (p *UOF) Wait() { p.wg.Wait() }
 
 func (p *UOF) alive(ctx context.Context) {
 	t := time.NewTicker(p.cfg.AliveInterval)
@@ -115,7 +86,7 @@ func (p *UOF) alive(ctx context.Context) {
 			// Heartbeats queue behind the data, so a lagging producer's alives are late too.
 			now := time.Now()
 			msg := []byte(fmt.Sprintf(`<alive product="%d" timestamp="%d" subscribed="1"/>`, uofProduct, now.UnixMilli()))
-			p.pipe.push(now.Add(p.cfg.Latency+time.Duration(p.faults.get().LagMS)*time.Millisecond), func() {
+			p.pipe.push(p.due(now), func() {
 				p.mu.Lock()
 				p.broadcast(msg)
 				p.mu.Unlock()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"math"
-	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -27,19 +26,14 @@ type USOddsConfig struct {
 // not currently offered are simply absent. GET /v4/sports/{sport}/scores
 // returns scores and a completed flag.
 type USOdds struct {
-	cfg    USOddsConfig
-	sim    *Sim
-	faults *faultBox
-	pipe   *pipe
+	cfg USOddsConfig
+	sim *Sim
+	outlet
 
 	mu       sync.Mutex
 	state    map[int]MatchState
 	finished map[int]MatchState
 	polls    int
-
-	ln  net.Listener
-	srv *http.Server
-	wg  sync.WaitGroup
 }
 
 // Sport keys of the US feed.
@@ -59,46 +53,24 @@ func NewUSOdds(sim *Sim, cfg USOddsConfig) *USOdds {
 	if cfg.Bookmaker == "" {
 		cfg.Bookmaker = "buzzsim"
 	}
-	p := &USOdds{cfg: cfg, sim: sim, faults: newFaultBox(cfg.Seed + 3), pipe: newPipe(), state: map[int]MatchState{}, finished: map[int]MatchState{}}
+	p := &USOdds{cfg: cfg, sim: sim, outlet: newOutlet(cfg.Seed+3, cfg.Latency), state: map[int]MatchState{}, finished: map[int]MatchState{}}
 	for _, m := range sim.Matches() {
 		p.state[m.Index] = m
 	}
-	sim.Subscribe(func(ms []MatchState) {
-		due := time.Now().Add(p.cfg.Latency + time.Duration(p.faults.get().LagMS)*time.Millisecond)
-		p.pipe.push(due, func() { p.deliver(ms) })
-	})
+	p.follow(sim, p.deliver)
 	return p
 }
-
-// SetFaults replaces the provider's faults.
-func (p *USOdds) SetFaults(f Faults) { p.faults.set(f) }
-
-// Faults returns the provider's faults.
-func (p *USOdds) Faults() Faults { return p.faults.get() }
 
 // URL is the provider's base URL once started.
 func (p *USOdds) URL() string { return "http://" + p.ln.Addr().String() }
 
 // Start listens on addr and serves until ctx is done.
 func (p *USOdds) Start(ctx context.Context, addr string) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
-	p.ln = ln
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v4/sports/{sport}/odds", p.serveOdds)
 	mux.HandleFunc("GET /v4/sports/{sport}/scores", p.serveScores)
-	p.srv = &http.Server{Handler: mux, BaseContext: func(net.Listener) context.Context { return ctx }}
-	p.wg.Add(2)
-	go func() { defer p.wg.Done(); _ = p.srv.Serve(ln) }()
-	go func() { defer p.wg.Done(); p.pipe.run(ctx) }()
-	go func() { <-ctx.Done(); _ = p.srv.Close() }()
-	return nil
+	return p.serveHTTP(ctx, addr, mux)
 }
-
-// Wait blocks until the provider has stopped after its context ended.
-func (p *USOdds) Wait() { p.wg.Wait() }
 
 func (p *USOdds) deliver(ms []MatchState) {
 	p.mu.Lock()

@@ -33,6 +33,11 @@ type OddsConfig struct {
 	Subject    string        `yaml:"subject"`    // odds.delta: deltas go to <subject>.<event id>
 	Duplicates time.Duration `yaml:"duplicates"` // 2m
 	MaxAge     time.Duration `yaml:"max_age"`    // 24h
+	// MaxBytes bounds the delta stream, oldest discarded first (64 MiB): a
+	// consumer further behind than that rebuilds from the engine's
+	// snapshots, and a memory stream must stay within the server's memory
+	// store (256 MiB embedded), shared with every other memory stream.
+	MaxBytes int64 `yaml:"max_bytes"`
 	// Memory keeps the delta stream in memory: the engine can rebuild every
 	// event's state, so an operator may trade durability for write speed.
 	Memory     bool          `yaml:"memory"`
@@ -44,7 +49,7 @@ type OddsConfig struct {
 
 // DefaultOddsConfig returns the defaults.
 func DefaultOddsConfig() OddsConfig {
-	return OddsConfig{Stream: "ODDS_DELTAS", Subject: "odds.delta", Duplicates: 2 * time.Minute, MaxAge: 24 * time.Hour,
+	return OddsConfig{Stream: "ODDS_DELTAS", Subject: "odds.delta", Duplicates: 2 * time.Minute, MaxAge: 24 * time.Hour, MaxBytes: 64 << 20,
 		RawStream: "ODDS_RAW", RawSubject: "odds.raw", RawMaxAge: 72 * time.Hour, Replicas: 1}
 }
 
@@ -71,6 +76,9 @@ func (c OddsConfig) WithDefaults() OddsConfig {
 			*f.v = f.def
 		}
 	}
+	if c.MaxBytes == 0 {
+		c.MaxBytes = d.MaxBytes
+	}
 	if c.Replicas == 0 {
 		c.Replicas = d.Replicas
 	}
@@ -92,7 +100,7 @@ func NewOddsBus(ctx context.Context, c *Conn, cfg OddsConfig) (*OddsBus, error) 
 	}
 	_, err := c.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: cfg.Stream, Subjects: []string{cfg.Subject + ".>"}, Storage: storage,
-		Duplicates: cfg.Duplicates, MaxAge: cfg.MaxAge, Replicas: max(1, cfg.Replicas),
+		Duplicates: cfg.Duplicates, MaxAge: cfg.MaxAge, MaxBytes: cfg.MaxBytes, Replicas: max(1, cfg.Replicas),
 		Retention: jetstream.LimitsPolicy, Discard: jetstream.DiscardOld,
 	})
 	if err != nil {

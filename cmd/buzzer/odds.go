@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -43,11 +44,21 @@ type OddsStreamConfig struct {
 type OddsFanoutConfig struct {
 	Window  int `yaml:"window"`  // publications queued per subscription before conflating (16)
 	History int `yaml:"history"` // deltas per event kept for resuming (512)
+	// WriteDelay batches what one connection is sent within this time into
+	// one frame (0: write at once); see fanout.Config.
+	WriteDelay time.Duration `yaml:"write_delay"`
 }
 
-// DefaultOddsStreamConfig is JetStream with the stream defaults.
+// DefaultOddsStreamConfig is JetStream with the stream defaults, the delta
+// stream kept in memory: every engine start is a new epoch whose consumers
+// rebuild from the engine's snapshots, so a delta outliving its process is
+// never read, while the embedded server fsyncs every file-stream write (for
+// the regulated streams) and would cap the odds at the disk's sync rate.
+// The raw journal stays on file: it is the trace behind every price.
 func DefaultOddsStreamConfig() OddsStreamConfig {
-	return OddsStreamConfig{Backbone: "jetstream", NATS: nats.DefaultOddsConfig(), Kafka: kafka.DefaultConfig(),
+	nc := nats.DefaultOddsConfig()
+	nc.Memory = true
+	return OddsStreamConfig{Backbone: "jetstream", NATS: nc, Kafka: kafka.DefaultConfig(),
 		Fanout: OddsFanoutConfig{Window: 16, History: 512}}
 }
 
@@ -65,22 +76,67 @@ func (c OddsStreamConfig) Validate() error {
 	if c.Fanout.Window < 1 || c.Fanout.Window > 4096 || c.Fanout.History < 1 || c.Fanout.History > 1<<20 {
 		return buzzer.Errorf(buzzer.EINVALID, "odds.stream.fanout.window must be 1..4096 and history 1..1048576")
 	}
+	if c.Fanout.WriteDelay < 0 || c.Fanout.WriteDelay > time.Second {
+		return buzzer.Errorf(buzzer.EINVALID, "odds.stream.fanout.write_delay must be 0..1s")
+	}
 	return nil
 }
 
 // startOdds runs the live-odds part of a node on its configured backbone.
 func startOdds(ctx context.Context, n *node) (*odds.Engine, error) {
-	return startOddsWith(ctx, n, n.cfg.Odds.Stream)
+	p, err := startOddsWith(ctx, n, n.cfg.Odds.Stream, oddsOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return p.engine, nil
+}
+
+// oddsPart is the running odds part of a node.
+type oddsPart struct {
+	engine *odds.Engine
+	fanout *fanout.Server
+	pub    *odds.BusPublisher
+	// feeds are the simulated providers (nil unless odds.simulate).
+	feeds *feedsim.Feeds
+}
+
+// defaultOddsProviders is the provider priority every event has unless
+// configured otherwise: the first trusted one drives it, the next takes
+// over when it goes silent or down and hands back when it recovers.
+func defaultOddsProviders() []string {
+	return []string{feedsim.ProviderUOF, feedsim.ProviderBetfair, feedsim.ProviderUSOdds}
+}
+
+// oddsOptions are what startOddsWith takes beyond the node's odds config.
+type oddsOptions struct {
+	// Providers is the priority of the providers that may drive an event
+	// (nil: defaultOddsProviders); one not listed is still ingested and
+	// compared for divergence but never drives.
+	Providers []string
+	// SimTick is the simulator's step (0: its default, 100ms).
+	SimTick time.Duration
 }
 
 // startOddsWith builds and runs the odds part: the engine (fed, in dev
 // mode, by the simulated providers through their adapters, every raw
 // message journaled on JetStream), a non-blocking hand-off of its deltas to
 // the backbone, and the fan-out that reads the backbone and serves players
-// on /v1/stream/*. It returns the engine (the catalog and the wallet's price
-// source). Everything it starts is stopped and waited for by n.onClose.
-func startOddsWith(ctx context.Context, n *node, sc OddsStreamConfig) (_ *odds.Engine, err error) {
+// on /v1/stream/*. The engine is the catalog and the wallet's price source.
+// Everything it starts is stopped and waited for by n.onClose.
+func startOddsWith(ctx context.Context, n *node, sc OddsStreamConfig, o oddsOptions) (_ *oddsPart, err error) {
 	cfg, log := n.cfg.Odds, n.log
+	providers := o.Providers
+	if providers == nil {
+		providers = defaultOddsProviders()
+	}
+	if len(providers) == 0 {
+		return nil, buzzer.Errorf(buzzer.EINVALID, "odds providers must name at least one provider")
+	}
+	for _, p := range providers {
+		if !slices.Contains(defaultOddsProviders(), p) {
+			return nil, buzzer.Errorf(buzzer.EINVALID, "odds provider %q is unknown (known: %v)", p, defaultOddsProviders())
+		}
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -137,12 +193,12 @@ func startOddsWith(ctx context.Context, n *node, sc OddsStreamConfig) (_ *odds.E
 	if err != nil {
 		return nil, err
 	}
-	providers := []string{feedsim.ProviderUOF, feedsim.ProviderBetfair, feedsim.ProviderUSOdds}
 	eng, err := odds.NewEngine(odds.EngineConfig{Providers: providers, Publisher: pub, Logger: log, SilenceTimeout: cfg.SilenceTimeout})
 	if err != nil {
 		return nil, err
 	}
-	fo, err := fanout.New(eng, fanout.Config{Window: sc.Fanout.Window, History: sc.Fanout.History, Epoch: epoch, Logger: log, Registry: n.reg})
+	fo, err := fanout.New(eng, fanout.Config{Window: sc.Fanout.Window, History: sc.Fanout.History, WriteDelay: sc.Fanout.WriteDelay,
+		Epoch: epoch, Logger: log, Registry: n.reg})
 	if err != nil {
 		return nil, err
 	}
@@ -167,24 +223,26 @@ func startOddsWith(ctx context.Context, n *node, sc OddsStreamConfig) (_ *odds.E
 		}
 	})
 
+	part := &oddsPart{engine: eng, fanout: fo, pub: pub}
 	if !cfg.Simulate {
 		log.Warn("odds: simulation off and no provider configured; no events will be offered")
 		n.onClose(stop)
-		return eng, nil
+		return part, nil
 	}
-	feeds, err := startSimulatedFeeds(runCtx, cfg, eng, journal, log, n.reg, goRun)
+	feeds, err := startSimulatedFeeds(runCtx, cfg, o.SimTick, eng, journal, log, n.reg, goRun)
 	if err != nil {
 		return nil, err
 	}
 	stops = append(stops, feeds.Stop)
 	log.Info("odds: simulated providers running", "endpoints", feeds.Endpoints(), "backbone", sc.Backbone, "epoch", epoch)
 	n.onClose(stop)
-	return eng, nil
+	part.feeds = feeds
+	return part, nil
 }
 
 // startSimulatedFeeds runs the simulated providers and connects the three
 // adapters to them exactly as to real ones.
-func startSimulatedFeeds(ctx context.Context, cfg OddsConfig, eng *odds.Engine, journal feed.Journal, log *slog.Logger,
+func startSimulatedFeeds(ctx context.Context, cfg OddsConfig, tick time.Duration, eng *odds.Engine, journal feed.Journal, log *slog.Logger,
 	reg prometheus.Registerer, goRun func(string, func(context.Context) error)) (*feedsim.Feeds, error) {
 	table, err := odds.NewMappingTable()
 	if err != nil {
@@ -192,7 +250,7 @@ func startSimulatedFeeds(ctx context.Context, cfg OddsConfig, eng *odds.Engine, 
 	}
 	var mapErr sync.Once
 	feeds, err := feedsim.Start(ctx, feedsim.FeedsConfig{Sim: feedsim.Config{
-		Seed: cfg.Seed, Football: cfg.Football, AmericanFootball: cfg.AmericanFootball, Rolling: true,
+		Seed: cfg.Seed, Football: cfg.Football, AmericanFootball: cfg.AmericanFootball, Rolling: true, Tick: tick,
 		OnMatch: func(m feedsim.MatchState) {
 			for _, l := range feedsim.Links(m) {
 				if err := table.Add(l); err != nil {
@@ -304,7 +362,8 @@ func (s streamWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // oddsCommands are the odds part's subcommands.
 func oddsCommands() map[string]command {
 	return map[string]command{
-		"feedsim": {"run the simulated odds providers alone and print their endpoints", runFeedsim},
+		"feedsim":    {"run the simulated odds providers alone and print their endpoints", runFeedsim},
+		"bench odds": {"open WebSocket subscribers to the odds fan-out; print deliveries/s, provider→client latency, gaps and order", runBenchOdds},
 	}
 }
 

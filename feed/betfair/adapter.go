@@ -103,18 +103,7 @@ func (a *Adapter) Up() bool { return a.health.Up() }
 // Run connects, subscribes and consumes until ctx is done, resubscribing
 // with the last clock tokens after every disconnect.
 func (a *Adapter) Run(ctx context.Context) error {
-	for attempt := 1; ; attempt++ {
-		err := a.session(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		a.health.Down("disconnected")
-		a.stats.Reconnects.Add(1)
-		a.cfg.Logger.Warn("betfair stream ended; reconnecting", "provider", a.cfg.Provider, "err", err)
-		if !feed.Sleep(ctx, feed.Backoff(attempt)) {
-			return nil
-		}
-	}
+	return a.health.Reconnect(ctx, a.cfg.Logger, a.session)
 }
 
 func (a *Adapter) session(ctx context.Context) error {

@@ -109,18 +109,7 @@ func (a *Adapter) Up() bool { return a.health.Up() }
 
 // Run consumes the stream, reconnecting with backoff, until ctx is done.
 func (a *Adapter) Run(ctx context.Context) error {
-	for attempt := 1; ; attempt++ {
-		err := a.session(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		a.health.Down("disconnected")
-		a.stats.Reconnects.Add(1)
-		a.cfg.Logger.Warn("uof stream ended; reconnecting", "provider", a.cfg.Provider, "err", err)
-		if !feed.Sleep(ctx, feed.Backoff(attempt)) {
-			return nil
-		}
-	}
+	return a.health.Reconnect(ctx, a.cfg.Logger, a.session)
 }
 
 func (a *Adapter) session(ctx context.Context) error {
