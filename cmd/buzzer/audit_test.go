@@ -269,21 +269,7 @@ func TestStartAuditArchivesEveryCapturedChange(t *testing.T) {
 	if res := wallettest.Bank(t, sqlite.NewAuditedWalletStore(n.store.lite, cfg.Jurisdiction), bank); len(res.Problems) > 0 {
 		t.Fatalf("bank: %v", res.Problems)
 	}
-	ob := sqlite.NewAuditOutbox(n.store.lite)
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		b, err := ob.Backlog(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if b.Records == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d captured changes never left the outbox", b.Records)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitOutboxDrained(t, sqlite.NewAuditOutbox(n.store.lite))
 	if got := testutilGauge(t, n.reg, "buzzer_audit_records_archived_total"); got == 0 {
 		t.Fatal("the archiver archived nothing")
 	}

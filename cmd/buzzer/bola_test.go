@@ -2,11 +2,9 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -23,21 +21,11 @@ import (
 // request without a token. A route added later without a case here fails
 // the test, so the sweep cannot silently fall behind the API.
 func TestNoPlayerReachesAnothersMoneyOrBets(t *testing.T) {
-	ctx := context.Background()
-	cfg := DefaultConfig()
-	cfg.DataDir = t.TempDir()
-	cfg.HTTP.HTTPAddr, cfg.HTTP.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Odds.Football, cfg.Odds.AmericanFootball = 3, 0
-	cfg.Tables.Count, cfg.Tables.BettingWindow = 1, 30*time.Second
-	cfg.resolve()
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	n, err := buildNode(ctx, &cfg, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.close()
+	n := testNode(t, func(c *Config) {
+		c.Odds.Football = 3
+		c.Tables.Count, c.Tables.BettingWindow = 1, 30*time.Second
+	})
+	cfg := *n.cfg
 	srv := httptest.NewServer(n.http.PlayerHandler())
 	defer srv.Close()
 	base := srv.URL

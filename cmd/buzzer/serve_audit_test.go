@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/buzzer-bet/buzzer"
+	"github.com/buzzer-bet/buzzer/audit"
 	"github.com/buzzer-bet/buzzer/rng"
 	"github.com/buzzer-bet/buzzer/sqlite"
 	"github.com/buzzer-bet/buzzer/wallet"
@@ -23,20 +24,8 @@ import (
 // exactly the store (balances, and the RNG log's size and root).
 func TestServeNodeAuditsItsMoney(t *testing.T) {
 	ctx := context.Background()
-	cfg := DefaultConfig()
-	cfg.DataDir = t.TempDir()
-	cfg.HTTP.HTTPAddr, cfg.HTTP.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Odds.Football, cfg.Odds.AmericanFootball = 2, 0
-	cfg.Tables.Count = 0
-	cfg.resolve()
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	n, err := buildNode(ctx, &cfg, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.close()
+	n := testNode(t, func(c *Config) { c.Odds.Football, c.Tables.Count = 2, 0 })
+	cfg := *n.cfg
 	for i := range 6 {
 		player := fmt.Sprintf("p%d", i%3)
 		if _, err := n.wallet.Deposit(ctx, player, fmt.Sprint("d-", i), wallet.MoneyRequest{Amount: 10_000, Currency: "USD", Decision: testDecision(cfg.Jurisdiction)}); err != nil {
@@ -60,21 +49,7 @@ func TestServeNodeAuditsItsMoney(t *testing.T) {
 	if _, err := n.wallet.Withdraw(ctx, "p0", "w-too-much", wallet.MoneyRequest{Amount: 1 << 40, Currency: "USD", Decision: testDecision(cfg.Jurisdiction)}); err == nil {
 		t.Fatal("an overdraft was accepted")
 	}
-	ob := sqlite.NewAuditOutbox(n.store.lite)
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		b, err := ob.Backlog(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if b.Records == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d captured changes never left the outbox", b.Records)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitOutboxDrained(t, sqlite.NewAuditOutbox(n.store.lite))
 	if got := testutilGauge(t, n.reg, "buzzer_audit_records_archived_total"); got < 15 {
 		t.Fatalf("the node archived %v records, want at least the 12 movements and 3 draws", got)
 	}
@@ -116,4 +91,53 @@ func histogramCount(t *testing.T, reg *prometheus.Registry, name string) uint64 
 // directly, as the geolocation gate would have passed it.
 func testDecision(jurisdiction string) *wallet.Decision {
 	return &wallet.Decision{Jurisdiction: jurisdiction, TokenHash: strings.Repeat("ab", 32), DecidedAt: time.Now(), Source: wallet.DecisionEdge}
+}
+
+// testNode builds the node `serve` would run, in-process, on a fresh data
+// dir and free ports (embedded SQLite and JetStream, dev keys), with mutate
+// applied to the defaults; it is closed when the test ends.
+func testNode(t *testing.T, mutate func(*Config)) *node {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.HTTP.HTTPAddr, cfg.HTTP.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Odds.AmericanFootball = 0
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	cfg.resolve()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	n, err := buildNode(context.Background(), &cfg, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.close)
+	return n
+}
+
+// backlogged is an outbox whose undelivered records can be counted.
+type backlogged interface {
+	Backlog(ctx context.Context) (audit.Backlog, error)
+}
+
+// waitOutboxDrained waits (bounded: a hang guard, not a timing check) until
+// the relay has delivered every captured change.
+func waitOutboxDrained(t *testing.T, ob backlogged) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		b, err := ob.Backlog(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.Records == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d captured changes never left the outbox", b.Records)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -64,20 +63,8 @@ type placed struct {
 // with its operator and reason; resuming takes bets again.
 func TestTogglePausesBettingAtRunTime(t *testing.T) {
 	ctx := context.Background()
-	cfg := DefaultConfig()
-	cfg.DataDir = t.TempDir()
-	cfg.HTTP.HTTPAddr, cfg.HTTP.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Odds.Football, cfg.Odds.AmericanFootball = 3, 0
-	cfg.Tables.Count = 0
-	cfg.resolve()
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	n, err := buildNode(ctx, &cfg, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.close()
+	n := testNode(t, func(c *Config) { c.Odds.Football, c.Tables.Count = 3, 0 })
+	cfg := *n.cfg
 	keys, err := auth.LoadOrCreateDevKeys(cfg.DataDir)
 	if err != nil {
 		t.Fatal(err)
