@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,12 +25,13 @@ import (
 // (audit_sequences, seq = table_seq). A crash between passes therefore
 // loses or repeats nothing; two capturers on one outbox cannot both write
 // an event (the second fails its transaction, audit_capture_out_of_order).
-// What this cannot promise alone is that the feed keeps every event until
-// it is captured: a store that trims its log (table.Store's retention)
-// before the capture read it leaves a gap, which the capture reports
-// (buzzer_audit_table_capture_gaps_total and an error naming the table)
-// and never papers over. docs/audit.md has the table store change that
-// closes it.
+// After each committed pass the capture sets the table's trim floor to its
+// cursor (table.Store.SetTrimFloor), so the store keeps every event the
+// capture has not read yet — up to the store's MaxRetain bound. A capture
+// lagging past that bound (or events trimmed before the first floor was
+// set) leaves a gap, which the capture reports
+// (buzzer_audit_table_capture_gaps_total and an error naming the table,
+// reason events_trimmed) and never papers over.
 
 // ReasonTableLogRegressed refines the error of a table capture that found
 // a table's event log behind what it already captured.
@@ -44,6 +46,9 @@ type TableLog interface {
 	// Load returns the table's committed state (Seq: its last event), or
 	// ENOTFOUND for a table never written.
 	Load(ctx context.Context, table string) (table.Stored, error)
+	// SetTrimFloor lets the store trim the events up to seq, which the
+	// capture has committed to the outbox; it keeps the ones after it.
+	SetTrimFloor(ctx context.Context, table string, seq int64) error
 }
 
 // OutboxTx runs fn with the outbox of one store transaction, committing
@@ -111,6 +116,9 @@ type TableCapture struct {
 	captured prometheus.Counter
 	errors   prometheus.Counter
 	gaps     prometheus.Counter
+
+	mu     sync.Mutex
+	floors map[string]int64 // the trim floor last set per table
 }
 
 // NewTableCapture checks cfg and returns a capture from tables into the
@@ -126,7 +134,7 @@ func NewTableCapture(cfg TableCaptureConfig, tables TableLog, inTx OutboxTx, reg
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	c := &TableCapture{cfg: cfg, log: tables, inTx: inTx, logger: logger,
+	c := &TableCapture{cfg: cfg, log: tables, inTx: inTx, logger: logger, floors: map[string]int64{},
 		captured: prometheus.NewCounter(prometheus.CounterOpts{Name: "buzzer_audit_table_events_captured_total",
 			Help: "Table events written to the audit outbox."}),
 		errors: prometheus.NewCounter(prometheus.CounterOpts{Name: "buzzer_audit_table_capture_errors_total",
@@ -170,13 +178,17 @@ func (c *TableCapture) CaptureOnce(ctx context.Context) (int, error) {
 func (c *TableCapture) captureTable(ctx context.Context, id string) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.OpTimeout)
 	defer cancel()
-	n := 0
+	if c.idle(ctx, id) {
+		return 0, nil
+	}
+	n, cursor := 0, int64(0)
 	err := c.inTx(ctx, func(ob Outbox) error {
 		n = 0
 		last, err := ob.LastSeq(ctx, c.cfg.Jurisdiction, ComponentTable, id)
 		if err != nil {
 			return err
 		}
+		cursor = int64(last)
 		evs, err := c.log.Events(ctx, id, int64(last), c.cfg.Batch)
 		if err != nil {
 			if buzzer.ErrorReason(err) == table.ReasonEventsTrimmed {
@@ -207,13 +219,55 @@ func (c *TableCapture) captureTable(ctx context.Context, id string) (int, error)
 		if len(recs) == 0 {
 			return nil
 		}
-		n = len(recs)
+		n, cursor = len(recs), evs[len(evs)-1].Seq
 		return ob.Write(ctx, recs...)
 	})
 	if err != nil {
 		return 0, err
 	}
-	return n, nil
+	return n, c.setFloor(ctx, id, cursor)
+}
+
+// idle reports whether the table's log is exactly where this capture last
+// left it, so a pass need not open a store transaction (an idle table costs
+// one table-store read per pass, not a SQL write lock). Anything else — a
+// table not seen yet, a log ahead (or behind) — goes through the
+// transaction, which reads the outbox's own cursor.
+func (c *TableCapture) idle(ctx context.Context, id string) bool {
+	c.mu.Lock()
+	floor, ok := c.floors[id]
+	c.mu.Unlock()
+	if !ok {
+		return false
+	}
+	stored, err := c.log.Load(ctx, id)
+	switch {
+	case buzzer.ErrorCode(err) == buzzer.ENOTFOUND:
+		return floor == 0
+	case err != nil:
+		return false
+	}
+	return stored.Seq == floor
+}
+
+// setFloor lets the table store trim what the outbox now holds; a floor is
+// set once per table even with nothing captured, so the store keeps a new
+// table's events from the first one. A failure is returned (and the floor
+// set again next pass): the events stay captured.
+func (c *TableCapture) setFloor(ctx context.Context, id string, cursor int64) error {
+	c.mu.Lock()
+	prev, ok := c.floors[id]
+	c.mu.Unlock()
+	if ok && prev >= cursor {
+		return nil
+	}
+	if err := c.log.SetTrimFloor(ctx, id, cursor); err != nil {
+		return buzzer.Wrap(err, buzzer.ErrorCode(err), "table %s: cannot set the trim floor to %d", id, cursor)
+	}
+	c.mu.Lock()
+	c.floors[id] = max(c.floors[id], cursor)
+	c.mu.Unlock()
+	return nil
 }
 
 // Run captures until ctx is done, then returns nil; failures are logged,

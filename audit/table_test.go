@@ -54,12 +54,13 @@ func (w *tableWriter) add(id string, n int) {
 // TestTableCaptureCopiesEveryEventOnce: table events reach the outbox in
 // table order with seq = table_seq, each exactly once however often and
 // however concurrently capture runs; the outbox replays to the table
-// store's sequence numbers; a gap left by trimming is reported, never
-// skipped.
+// store's sequence numbers; the capture's trim floor keeps events the
+// store would otherwise trim until they are captured; a gap left by a
+// capture lagging past the store's bound is reported, never skipped.
 func TestTableCaptureCopiesEveryEventOnce(t *testing.T) {
 	ctx := context.Background()
 	db := enginetest.SQLite(t)
-	store := inmem.NewTableStore(buzzer.SystemClock{}, inmem.TableStoreConfig{Retain: 20})
+	store := inmem.NewTableStore(buzzer.SystemClock{}, inmem.TableStoreConfig{Retain: 4, MaxRetain: 20})
 	w := &tableWriter{t: t, store: store, lease: map[string]table.Lease{}, ver: map[string]int64{}, seq: map[string]int64{}}
 	tables := func() []string { return []string{"t1", "t2", "t3"} } // t3 is never written
 	inTx := func(ctx context.Context, fn func(audit.Outbox) error) error {
@@ -76,8 +77,9 @@ func TestTableCaptureCopiesEveryEventOnce(t *testing.T) {
 			t.Fatalf("CaptureOnce = %d, %v; want %d", n, err, want)
 		}
 	}
+	capture(0) // sets every table's trim floor, written or not
 	w.add("t1", 3)
-	w.add("t2", 6)
+	w.add("t2", 6) // more than Retain: the floor keeps them
 	capture(3 + 4) // at most Batch per table per pass
 	capture(2)
 	capture(0)
@@ -92,15 +94,21 @@ func TestTableCaptureCopiesEveryEventOnce(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	for {
-		n, err := c.CaptureOnce(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n == 0 {
-			break
+	drain := func() {
+		t.Helper()
+		for {
+			n, err := c.CaptureOnce(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n == 0 {
+				break
+			}
 		}
 	}
+	drain()
+	w.add("t1", 10) // beyond Retain again, above the moved floor
+	drain()
 
 	ob := sqlite.NewAuditOutbox(db)
 	pending, err := ob.Pending(ctx, 1000)
@@ -122,16 +130,17 @@ func TestTableCaptureCopiesEveryEventOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if len(pending) != 14 {
-		t.Fatalf("%d records captured, want 14", len(pending))
+	if len(pending) != 24 {
+		t.Fatalf("%d records captured, want 24", len(pending))
 	}
 	d, err := audit.Compare(ctx, st, audit.TableLogState{Log: store, Tables: tables})
 	if err != nil || len(d) != 0 {
 		t.Fatalf("captured tables differ from the store: %v %v", d, err)
 	}
 
-	// More events than the store keeps arrive before capture runs: the
-	// capture reports the gap and writes nothing past it.
+	// More events than the store keeps above its floor (MaxRetain) arrive
+	// before capture runs: the store trims anyway, and the capture reports
+	// the gap and writes nothing past it.
 	w.add("t2", 25)
 	_, err = c.CaptureOnce(ctx)
 	if buzzer.ErrorReason(err) != table.ReasonEventsTrimmed {

@@ -540,6 +540,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	var firstErr error
 	for _, srv := range servers {
+		// Answers still being written tell their clients to close the
+		// connection, so fewer requests race an idle connection's close.
+		srv.SetKeepAlivesEnabled(false)
 		if err := srv.Shutdown(ctx); err != nil {
 			srv.Close()
 			if firstErr == nil {

@@ -21,6 +21,11 @@ type TableStoreConfig struct {
 	// Retain is how many recent events are kept per table; older ones are
 	// trimmed and a subscriber that far behind reloads a snapshot. Default 10000.
 	Retain int
+	// MaxRetain bounds the events kept per table above a trim floor
+	// (SetTrimFloor) that lags: past it the oldest are trimmed anyway and the
+	// lagging consumer gets events_trimmed. Default 10 × Retain; never below
+	// Retain.
+	MaxRetain int
 }
 
 // TableStore is table.Store in process memory, for `buzzer serve` where one
@@ -28,8 +33,9 @@ type TableStoreConfig struct {
 // store (so the service's single-writer logic is exercised the same way),
 // judged by the injected clock. Nothing survives the process.
 type TableStore struct {
-	clock  buzzer.Clock
-	retain int
+	clock     buzzer.Clock
+	retain    int
+	maxRetain int
 
 	mu     sync.Mutex
 	tables map[string]*memTable
@@ -44,6 +50,9 @@ type memTable struct {
 	version int64
 	seq     int64
 	events  []table.Event // the retained tail of the log; events[0].Seq == seq-len(events)+1
+
+	floor    int64 // events above it are kept (within maxRetain) once hasFloor
+	hasFloor bool
 }
 
 // NewTableStore returns an empty store judging lease expiry by clock.
@@ -51,7 +60,11 @@ func NewTableStore(clock buzzer.Clock, cfg TableStoreConfig) *TableStore {
 	if cfg.Retain <= 0 {
 		cfg.Retain = 10000
 	}
-	return &TableStore{clock: clock, retain: cfg.Retain, tables: map[string]*memTable{}}
+	if cfg.MaxRetain <= 0 {
+		cfg.MaxRetain = 10 * cfg.Retain
+	}
+	cfg.MaxRetain = max(cfg.MaxRetain, cfg.Retain)
+	return &TableStore{clock: clock, retain: cfg.Retain, maxRetain: cfg.MaxRetain, tables: map[string]*memTable{}}
 }
 
 func (s *TableStore) get(id string) *memTable {
@@ -167,10 +180,36 @@ func (s *TableStore) Write(ctx context.Context, w table.Write) (int64, error) {
 	t.version++
 	t.seq += int64(len(w.Events))
 	t.events = append(t.events, w.Events...)
-	if over := len(t.events) - s.retain; over > 0 {
+	if over := len(t.events) - s.keep(t); over > 0 {
 		t.events = slices.Clone(t.events[over:])
 	}
 	return t.version, nil
+}
+
+// keep is how many events t keeps: Retain, or every event above its trim
+// floor within MaxRetain. Caller holds s.mu.
+func (s *TableStore) keep(t *memTable) int {
+	if !t.hasFloor {
+		return s.retain
+	}
+	return int(min(max(t.seq-t.floor, int64(s.retain)), int64(s.maxRetain)))
+}
+
+// SetTrimFloor implements table.Store.
+func (s *TableStore) SetTrimFloor(ctx context.Context, id string, seq int64) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if id == "" || seq < 0 {
+		return buzzer.Errorf(buzzer.EINVALID, "a trim floor needs a table and a sequence number >= 0")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.get(id)
+	if !t.hasFloor || seq > t.floor {
+		t.floor, t.hasFloor = seq, true
+	}
+	return nil
 }
 
 // Events implements table.Store.

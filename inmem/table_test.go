@@ -60,3 +60,10 @@ func TestTableStoreTrimsEvents(t *testing.T) {
 		t.Fatalf("events after 1: %v, want events_trimmed", err)
 	}
 }
+
+func TestTableStoreTrimFloor(t *testing.T) {
+	tabletest.RunTrimTests(t, func(t *testing.T, retain, maxRetain int) tabletest.Harness {
+		clock := &syncClock{t: time.Date(2026, 2, 8, 23, 30, 0, 0, time.UTC)}
+		return tabletest.Harness{Store: inmem.NewTableStore(clock, inmem.TableStoreConfig{Retain: retain, MaxRetain: maxRetain}), Advance: clock.Advance}
+	})
+}

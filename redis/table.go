@@ -26,13 +26,19 @@ type TableStoreConfig struct {
 	// trimmed and a subscriber that far behind reloads a snapshot. Default
 	// 10000, as in the memory store.
 	Retain int
+	// MaxRetain bounds the events kept per table above a trim floor
+	// (SetTrimFloor) that lags: past it the oldest are trimmed anyway and the
+	// lagging consumer gets events_trimmed. Default 10 × Retain; never below
+	// Retain.
+	MaxRetain int
 }
 
 // TableStore is table.Store on Redis, so any node can take a table over
 // from a node that died. Each table has three keys sharing one hash tag (one
 // cluster slot): a lease hash (owner, epoch, expires), a state hash (state,
-// version, seq, epoch of the last write) and the event log, a list of
-// JSON events of which the last Retain are kept.
+// version, seq, epoch of the last write, trim floor) and the event log, a
+// list of JSON events of which the last Retain are kept — or, once a trim
+// floor is set, every event above it, up to MaxRetain.
 //
 // Every lease change and every state write runs as one Lua script that
 // checks the fence — the caller's epoch is the table's current epoch, its
@@ -43,10 +49,11 @@ type TableStoreConfig struct {
 // resolution), not by Redis's clock or key TTLs: nodes' clocks must agree to
 // well within the lease TTL, as with any lease.
 type TableStore struct {
-	c      goredis.UniversalClient
-	clock  buzzer.Clock
-	prefix string
-	retain int
+	c         goredis.UniversalClient
+	clock     buzzer.Clock
+	prefix    string
+	retain    int
+	maxRetain int
 }
 
 // NewTableStore returns a store on c judging lease expiry by clock. The
@@ -58,7 +65,11 @@ func NewTableStore(c goredis.UniversalClient, clock buzzer.Clock, cfg TableStore
 	if cfg.Retain <= 0 {
 		cfg.Retain = 10000
 	}
-	return &TableStore{c: c, clock: clock, prefix: cfg.Prefix, retain: cfg.Retain}
+	if cfg.MaxRetain <= 0 {
+		cfg.MaxRetain = 10 * cfg.Retain
+	}
+	cfg.MaxRetain = max(cfg.MaxRetain, cfg.Retain)
+	return &TableStore{c: c, clock: clock, prefix: cfg.Prefix, retain: cfg.Retain, maxRetain: cfg.MaxRetain}
 }
 
 // tableKeys are one table's keys; the braces make them one cluster slot, so
@@ -119,25 +130,40 @@ return {'ok'}
 `)
 
 // tableWrite: KEYS lease, state, events; ARGV owner, epoch, now_ms,
-// version, state, first_seq, batch_ok, retain, events... The events'
-// continuity among themselves and their table are checked by the caller
-// (batch_ok); their continuity with the stored log only here.
+// version, state, first_seq, batch_ok, retain, max_retain, events... The
+// events' continuity among themselves and their table are checked by the
+// caller (batch_ok); their continuity with the stored log only here. The
+// log keeps retain events, or every event above the trim floor up to
+// max_retain.
 var tableWrite = goredis.NewScript(tableFenceLua + `
 local err = fence(KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]))
 if err then return {err} end
-local s = redis.call('HMGET', KEYS[2], 'version', 'seq')
+local s = redis.call('HMGET', KEYS[2], 'version', 'seq', 'floor')
 local version = tonumber(s[1] or '0')
 local seq = tonumber(s[2] or '0')
 if version ~= tonumber(ARGV[4]) then return {'version_mismatch', version} end
-local n = #ARGV - 8
+local n = #ARGV - 9
 if n > 0 and (ARGV[7] ~= '1' or tonumber(ARGV[6]) ~= seq + 1) then return {'seq_gap', seq} end
 redis.call('HSET', KEYS[2], 'state', ARGV[5], 'version', string.format('%.0f', version + 1),
   'seq', string.format('%.0f', seq + n), 'epoch', ARGV[2])
 if n > 0 then
-  redis.call('RPUSH', KEYS[3], unpack(ARGV, 9))
-  redis.call('LTRIM', KEYS[3], -tonumber(ARGV[8]), -1)
+  redis.call('RPUSH', KEYS[3], unpack(ARGV, 10))
+  local keep = tonumber(ARGV[8])
+  if s[3] then
+    keep = math.min(math.max(seq + n - tonumber(s[3]), keep), tonumber(ARGV[9]))
+  end
+  redis.call('LTRIM', KEYS[3], -keep, -1)
 end
 return {'ok', version + 1, seq + n}
+`)
+
+// tableSetFloor: KEYS state; ARGV seq. The floor only moves forward.
+var tableSetFloor = goredis.NewScript(`
+local f = redis.call('HGET', KEYS[1], 'floor')
+if not f or tonumber(f) < tonumber(ARGV[1]) then
+  redis.call('HSET', KEYS[1], 'floor', ARGV[1])
+end
+return {'ok'}
 `)
 
 // tableEvents: KEYS state, events; ARGV after, limit. The list holds the
@@ -323,7 +349,7 @@ func (s *TableStore) Write(ctx context.Context, w table.Write) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	args := make([]any, 0, 8+len(w.Events))
+	args := make([]any, 0, 9+len(w.Events))
 	var first int64
 	batchOK := "1"
 	if len(w.Events) > 0 {
@@ -340,7 +366,7 @@ func (s *TableStore) Write(ctx context.Context, w table.Write) (int64, error) {
 		}
 		encoded = append(encoded, b)
 	}
-	args = append(args, w.Lease.Owner, w.Lease.Epoch, s.clock.Now().UnixMilli(), w.Version, w.State, first, batchOK, s.retain)
+	args = append(args, w.Lease.Owner, w.Lease.Epoch, s.clock.Now().UnixMilli(), w.Version, w.State, first, batchOK, s.retain, s.maxRetain)
 	args = append(args, encoded...)
 	status, rest, err := s.tableRun(ctx, tableWrite, []string{k.lease, k.state, k.events}, args...)
 	if err != nil {
@@ -396,4 +422,23 @@ func (s *TableStore) Events(ctx context.Context, id string, after int64, limit i
 		}
 	}
 	return out, nil
+}
+
+// SetTrimFloor implements table.Store.
+func (s *TableStore) SetTrimFloor(ctx context.Context, id string, seq int64) error {
+	k, err := s.keys(id)
+	if err != nil {
+		return err
+	}
+	if seq < 0 {
+		return buzzer.Errorf(buzzer.EINVALID, "a trim floor must be >= 0")
+	}
+	status, _, err := s.tableRun(ctx, tableSetFloor, []string{k.state}, seq)
+	if err != nil {
+		return err
+	}
+	if status != "ok" {
+		return tableRefused(status, id, table.Lease{})
+	}
+	return nil
 }

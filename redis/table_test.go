@@ -43,6 +43,13 @@ func TestTableStoreConformance(t *testing.T) {
 	})
 }
 
+func TestTableStoreTrimFloor(t *testing.T) {
+	tabletest.RunTrimTests(t, func(t *testing.T, retain, maxRetain int) tabletest.Harness {
+		s, clock := newTableStore(t, redis.TableStoreConfig{Retain: retain, MaxRetain: maxRetain})
+		return tabletest.Harness{Store: s, Advance: clock.Advance}
+	})
+}
+
 func tableEvents(id string, from int64, n int) []table.Event {
 	var evs []table.Event
 	for i := 0; i < n; i++ {

@@ -55,6 +55,12 @@ type Write struct {
 // changes nothing. Events returns events after a sequence number in order;
 // if some were trimmed it fails with ECONFLICT/events_trimmed so the caller
 // reloads a snapshot.
+//
+// Trimming (tabletest.RunTrimTests): a store keeps the last Retain events of
+// a table. Once a trim floor is set (SetTrimFloor), it also keeps every event
+// above the floor, up to MaxRetain events in all; past that bound it trims
+// anyway and a reader of the trimmed events gets events_trimmed — an
+// explicit gap, never a silent one.
 type Store interface {
 	Acquire(ctx context.Context, table, owner string, ttl time.Duration) (Lease, error)
 	// Renew extends a live lease; it fails as Write does if the lease is
@@ -69,6 +75,12 @@ type Store interface {
 	Write(ctx context.Context, w Write) (int64, error)
 	// Events returns up to limit events with Seq > after, in order.
 	Events(ctx context.Context, table string, after int64, limit int) ([]Event, error)
+	// SetTrimFloor tells the store that a consumer that must see every
+	// event (the audit capture) has read table's log up to seq: events with
+	// Seq > seq are kept, within the store's MaxRetain bound, until the
+	// floor passes them. The floor never moves back (a lower seq is
+	// ignored), needs no lease, and may be set before the table is written.
+	SetTrimFloor(ctx context.Context, table string, seq int64) error
 }
 
 // Reasons refining ECONFLICT errors from a Store.

@@ -196,6 +196,8 @@ func runRehearse(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
+	// Progress comes from the arrival loop and the fault schedule at once.
+	stderr = &lockedWriter{w: stderr}
 	keys, err := auth.LoadOrCreateDevKeys(*dataDir)
 	if err != nil {
 		return err
@@ -534,4 +536,16 @@ func (rep *rehearsalReport) check(ctx context.Context, c *http.Client, base, adm
 		problem("ledger check: %d %v", code, err)
 	}
 	rep.OK = len(rep.Problems) == 0 && rep.LedgerOK
+}
+
+// lockedWriter serializes writes from several goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

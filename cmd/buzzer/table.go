@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"flag"
@@ -16,15 +17,19 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/buzzer-bet/buzzer"
+	"github.com/buzzer-bet/buzzer/audit"
 	"github.com/buzzer-bet/buzzer/auth"
 	"github.com/buzzer-bet/buzzer/httpapi"
 	"github.com/buzzer-bet/buzzer/inmem"
 	"github.com/buzzer-bet/buzzer/internal/loadgen"
+	"github.com/buzzer-bet/buzzer/postgres"
 	"github.com/buzzer-bet/buzzer/redis"
+	"github.com/buzzer-bet/buzzer/sqlite"
 	"github.com/buzzer-bet/buzzer/table"
 	"github.com/buzzer-bet/buzzer/tablefeed"
 )
@@ -60,7 +65,11 @@ type TablesConfig struct {
 	BettingWindow time.Duration   `yaml:"betting_window"`
 	ActionTimeout time.Duration   `yaml:"action_timeout"`
 	// Retain is how many recent events each table keeps; default 10000.
-	Retain int `yaml:"retain"`
+	// Events the audit capture has not read yet are kept beyond it, up to
+	// MaxRetain (default 10 × Retain); past that the store trims anyway and
+	// the capture reports the gap (events_trimmed).
+	Retain    int `yaml:"retain"`
+	MaxRetain int `yaml:"max_retain"`
 }
 
 // DefaultTablesConfig is four in-memory tables of table.DefaultTableConfig.
@@ -96,6 +105,8 @@ func (c TablesConfig) Validate() error {
 		return buzzer.Errorf(buzzer.EINVALID, "tables.id_prefix must be set")
 	case c.Retain < 1:
 		return buzzer.Errorf(buzzer.EINVALID, "tables.retain must be >= 1")
+	case c.MaxRetain != 0 && c.MaxRetain < c.Retain:
+		return buzzer.Errorf(buzzer.EINVALID, "tables.max_retain must be 0 (10 × retain) or >= tables.retain")
 	case c.RedisURL != "" && !strings.HasPrefix(c.RedisURL, "redis://") && !strings.HasPrefix(c.RedisURL, "rediss://"):
 		return buzzer.Errorf(buzzer.EINVALID, "tables.redis_url must be a redis:// or rediss:// URL")
 	}
@@ -228,9 +239,9 @@ func startTables(ctx context.Context, n *node, w table.Wallet) (*table.Service, 
 			return nil, buzzer.Wrap(err, buzzer.EUNAVAILABLE, "cannot reach the tables' Redis at %s", maskValue(cfg.RedisURL))
 		}
 		n.http.AddReadyCheck("tables redis", func(ctx context.Context) error { return c.Ping(ctx).Err() })
-		store = redis.NewTableStore(c, buzzer.SystemClock{}, redis.TableStoreConfig{Prefix: cfg.KeyPrefix, Retain: cfg.Retain})
+		store = redis.NewTableStore(c, buzzer.SystemClock{}, redis.TableStoreConfig{Prefix: cfg.KeyPrefix, Retain: cfg.Retain, MaxRetain: cfg.MaxRetain})
 	} else {
-		store = inmem.NewTableStore(buzzer.SystemClock{}, inmem.TableStoreConfig{Retain: cfg.Retain})
+		store = inmem.NewTableStore(buzzer.SystemClock{}, inmem.TableStoreConfig{Retain: cfg.Retain, MaxRetain: cfg.MaxRetain})
 	}
 	shuffler, err := table.NewRNGShuffler(n.rng, "table:"+cfg.Node)
 	if err != nil {
@@ -252,6 +263,10 @@ func startTables(ctx context.Context, n *node, w table.Wallet) (*table.Service, 
 	for i := range ids {
 		ids[i] = fmt.Sprintf("%s%d", cfg.IDPrefix, i+1)
 	}
+	capture, err := newTableCapture(n, store, ids)
+	if err != nil {
+		return nil, err
+	}
 	tc := cfg.tableConfig()
 	claimer := &tableClaimer{svc: svc, ids: ids, tc: tc, log: n.log, m: m}
 	if err := claimer.claim(ctx, true); err != nil {
@@ -261,7 +276,11 @@ func startTables(ctx context.Context, n *node, w table.Wallet) (*table.Service, 
 
 	runCtx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
+	go func() {
+		defer wg.Done()
+		_ = capture.Run(runCtx)
+	}()
 	go func() {
 		defer wg.Done()
 		if err := feed.Run(runCtx); err != nil {
@@ -300,8 +319,34 @@ func startTables(ctx context.Context, n *node, w table.Wallet) (*table.Service, 
 				n.log.Warn("table lease not released; it lapses by itself", "table", id, "err", err)
 			}
 		}
+		// A last pass puts the final events into the outbox while the relay
+		// still runs (it closes after the tables).
+		if _, err := capture.CaptureOnce(rctx); err != nil {
+			n.log.Warn("audit: last table capture failed; the next run captures the rest if the table store kept it", "err", err)
+		}
 	})
 	return svc, nil
+}
+
+// newTableCapture captures the events of the configured tables from store
+// into the node's audit outbox (docs/audit.md "Table rounds"), setting each
+// table's trim floor as it goes.
+func newTableCapture(n *node, store table.Store, ids []string) (*audit.TableCapture, error) {
+	var inTx audit.OutboxTx
+	switch {
+	case n.store.pg != nil:
+		inTx = func(ctx context.Context, fn func(audit.Outbox) error) error {
+			return n.store.pg.InTx(ctx, func(tx pgx.Tx) error { return fn(postgres.NewOutbox(tx)) })
+		}
+	case n.store.lite != nil:
+		inTx = func(ctx context.Context, fn func(audit.Outbox) error) error {
+			return n.store.lite.InTx(ctx, func(tx *sql.Tx) error { return fn(sqlite.NewOutbox(tx)) })
+		}
+	default:
+		return nil, buzzer.Errorf(buzzer.EINTERNAL, "table capture needs the node's SQL store")
+	}
+	return audit.NewTableCapture(audit.TableCaptureConfig{Jurisdiction: n.cfg.Jurisdiction, Tables: func() []string { return ids }},
+		store, inTx, n.reg, n.log)
 }
 
 // tableClaimer opens the configured tables this node does not hold.

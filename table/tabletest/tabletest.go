@@ -352,3 +352,114 @@ func testOneWinner(t *testing.T, h Harness) {
 		t.Fatalf("winner's epoch %d not above %d", got[0].Epoch, l.Epoch)
 	}
 }
+
+// RunTrimTests runs the trimming part of the suite: Retain, the trim floor
+// and its MaxRetain bound. newHarness must return an empty store keeping
+// retain events per table, and at most maxRetain above a trim floor.
+func RunTrimTests(t *testing.T, newHarness func(t *testing.T, retain, maxRetain int) Harness) {
+	tests := []struct {
+		name string
+		f    func(t *testing.T, h Harness)
+	}{
+		{"RetainWithoutFloor", testRetainWithoutFloor},
+		{"FloorKeepsUncaptured", testFloorKeepsUncaptured},
+		{"FloorBounded", testFloorBounded},
+		{"FloorBeforeFirstWrite", testFloorBeforeFirstWrite},
+	}
+	for _, tc := range tests {
+		// Every test's store keeps 3 events, at most 8 above a floor.
+		t.Run(tc.name, func(t *testing.T) { tc.f(t, newHarness(t, 3, 8)) })
+	}
+}
+
+// wantEventsFrom checks that the log is readable exactly from after first-1:
+// a read from there returns first..last, a read from one earlier is refused
+// with events_trimmed.
+func wantEventsFrom(t *testing.T, h Harness, id string, first, last int64) {
+	t.Helper()
+	got, err := h.Store.Events(ctx(t), id, first-1, 1000)
+	if err != nil {
+		t.Fatalf("events after %d: %v", first-1, err)
+	}
+	if len(got) != int(last-first+1) || (len(got) > 0 && (got[0].Seq != first || got[len(got)-1].Seq != last)) {
+		t.Fatalf("events after %d: %d events %+v, want %d..%d", first-1, len(got), got, first, last)
+	}
+	if first > 1 {
+		_, err := h.Store.Events(ctx(t), id, first-2, 1000)
+		wantRefused(t, err, table.ReasonEventsTrimmed)
+	}
+}
+
+// writeOneByOne appends events from..to to id, one write each.
+func writeOneByOne(t *testing.T, h Harness, l table.Lease, v int64, from, to int64) int64 {
+	t.Helper()
+	for seq := from; seq <= to; seq++ {
+		v = write(t, h, l, v, fmt.Sprintf("s%d", seq), events(l.Table, seq, 1))
+	}
+	return v
+}
+
+func testRetainWithoutFloor(t *testing.T, h Harness) {
+	l := acquire(t, h, "t1", "a")
+	writeOneByOne(t, h, l, 0, 1, 5)
+	wantEventsFrom(t, h, "t1", 3, 5)
+}
+
+func testFloorKeepsUncaptured(t *testing.T, h Harness) {
+	l := acquire(t, h, "t1", "a")
+	v := write(t, h, l, 0, "s0", nil)
+	if err := h.Store.SetTrimFloor(ctx(t), "t1", 0); err != nil {
+		t.Fatal(err)
+	}
+	v = writeOneByOne(t, h, l, v, 1, 6)
+	wantEventsFrom(t, h, "t1", 1, 6) // nothing captured: all kept
+	if err := h.Store.SetTrimFloor(ctx(t), "t1", 4); err != nil {
+		t.Fatal(err)
+	}
+	v = writeOneByOne(t, h, l, v, 7, 7)
+	wantEventsFrom(t, h, "t1", 5, 7) // 5..7 above the floor, also the last 3
+	// A floor never moves back.
+	if err := h.Store.SetTrimFloor(ctx(t), "t1", 2); err != nil {
+		t.Fatal(err)
+	}
+	v = write(t, h, l, v, "s8", events("t1", 8, 2)) // a batch of two
+	wantEventsFrom(t, h, "t1", 5, 9)
+	// A floor at the head leaves Retain.
+	if err := h.Store.SetTrimFloor(ctx(t), "t1", 9); err != nil {
+		t.Fatal(err)
+	}
+	writeOneByOne(t, h, l, v, 10, 10)
+	wantEventsFrom(t, h, "t1", 8, 10)
+}
+
+func testFloorBounded(t *testing.T, h Harness) {
+	l := acquire(t, h, "t1", "a")
+	if err := h.Store.SetTrimFloor(ctx(t), "t1", 0); err != nil {
+		t.Fatal(err)
+	}
+	writeOneByOne(t, h, l, 0, 1, 8)
+	wantEventsFrom(t, h, "t1", 1, 8) // 8 = MaxRetain
+	writeOneByOne(t, h, l, 8, 9, 10)
+	// A floor lagging past MaxRetain: the store trims anyway, and the
+	// lagging reader is told (events_trimmed), never handed a gap.
+	wantEventsFrom(t, h, "t1", 3, 10)
+	_, err := h.Store.Events(ctx(t), "t1", 0, 1000)
+	wantRefused(t, err, table.ReasonEventsTrimmed)
+}
+
+func testFloorBeforeFirstWrite(t *testing.T, h Harness) {
+	if err := h.Store.SetTrimFloor(ctx(t), "t1", 0); err != nil {
+		t.Fatal(err)
+	}
+	// A floor alone stores no table.
+	if _, err := h.Store.Load(ctx(t), "t1"); buzzer.ErrorCode(err) != buzzer.ENOTFOUND {
+		t.Fatalf("load after a floor alone: %v, want not found", err)
+	}
+	if err := h.Store.SetTrimFloor(ctx(t), "t1", -1); buzzer.ErrorCode(err) != buzzer.EINVALID {
+		t.Fatalf("negative floor: %v", err)
+	}
+	l := acquire(t, h, "t1", "a")
+	writeOneByOne(t, h, l, 0, 1, 5)
+	wantEventsFrom(t, h, "t1", 1, 5)
+	wantStored(t, h, "t1", "s5", 5, 5)
+}
