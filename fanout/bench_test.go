@@ -51,7 +51,7 @@ func BenchmarkFanout(b *testing.B) {
 			if err := eng.AddFixture(odds.Fixture{EventID: "ev", Sport: odds.Football}); err != nil {
 				b.Fatal(err)
 			}
-			srv, err := fanout.New(eng, fanout.Config{Epoch: "e"})
+			srv, err := fanout.New(eng, fanout.Config{Epoch: "e", Coalesce: -1}) // every delta offered as applied
 			if err != nil {
 				b.Fatal(err)
 			}

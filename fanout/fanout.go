@@ -3,6 +3,7 @@ package fanout
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"sort"
@@ -53,8 +54,25 @@ type Config struct {
 	// this long and send them in one frame: fewer system calls on both ends
 	// for at most this much added latency (0: write at once).
 	WriteDelay time.Duration
-	Clock      buzzer.Clock
-	Logger     *slog.Logger
+	// MaxLag bounds how far the bus consumer may fall behind (the fan-out's
+	// clock minus a delta's At, the engine's time of the change) before it
+	// stops delivering stale deltas: it skips to the bus's end and sends
+	// every event whose state moved meanwhile a fresh snapshot flagged
+	// continuity_lost (reason fanout_behind). Default 500ms; negative:
+	// never skip. It assumes the engine's and the fan-out's clocks agree
+	// (one process in serve).
+	MaxLag time.Duration
+	// Coalesce is each event's coalescing window: an event's first delta
+	// after a quiet spell opens it, every delta applied while it is open is
+	// merged (the latest per market, and the event's), and when it closes
+	// the event publishes once — a plain delta if it held one, else a
+	// conflated update (con) — encoded once for all its subscribers. An
+	// event therefore publishes at most 1/Coalesce updates/s (40/s at the
+	// default 25ms) and a delta waits at most Coalesce. Negative: off
+	// (every delta is published as it is applied).
+	Coalesce time.Duration
+	Clock    buzzer.Clock
+	Logger   *slog.Logger
 	// Registry, if set, receives the fan-out's and centrifuge's metrics
 	// (centrifuge's under the buzzer_centrifuge namespace); otherwise they
 	// go to a private registry, never the global one.
@@ -74,6 +92,12 @@ func (c Config) withDefaults() Config {
 	if c.ClientQueueMaxSize <= 0 {
 		c.ClientQueueMaxSize = 1 << 20
 	}
+	if c.Coalesce == 0 {
+		c.Coalesce = 25 * time.Millisecond
+	}
+	if c.MaxLag == 0 {
+		c.MaxLag = 500 * time.Millisecond
+	}
 	if c.Clock == nil {
 		c.Clock = buzzer.SystemClock{}
 	}
@@ -86,8 +110,8 @@ func (c Config) withDefaults() Config {
 // Server is the fan-out: a centrifuge node, the per-event state it serves
 // snapshots and resumes from, and every subscription's delivery state.
 //
-// Lock order: Server.mu, then an event's mu, then the lobby's mu, then a
-// subscription's mu (each may be skipped; none is taken in reverse). The
+// Lock order: Server.mu, then an event's mu, then its offerMu, then the
+// lobby's mu, then a subscription's mu (each may be skipped; none is taken in reverse). The
 // Snapshotter's own lock may be taken under an event's mu.
 type Server struct {
 	cfg   Config
@@ -97,6 +121,10 @@ type Server struct {
 	mu      sync.Mutex
 	events  map[string]*event
 	clients map[string]map[string]*sub // client id -> channel -> subscription
+	// byClient mirrors clients for credit, which runs once per publication
+	// written on every connection's writer: a copy per client, replaced under
+	// mu, read without a lock (client id -> map[string]*sub, never mutated).
+	byClient sync.Map
 
 	lobby lobby
 
@@ -107,9 +135,9 @@ type Server struct {
 	flushQueue []*sub
 	flushKick  chan struct{}
 
-	subscribers                     atomic.Int64
-	conflations, resyncs, published atomic.Int64
-	m                               metrics
+	subscribers                                       atomic.Int64
+	conflations, resyncs, published, skips, coalesced atomic.Int64
+	m                                                 metrics
 }
 
 type metrics struct {
@@ -117,6 +145,8 @@ type metrics struct {
 	conflated   prometheus.Counter
 	resyncs     *prometheus.CounterVec
 	deliveries  prometheus.Counter
+	skips       prometheus.Counter
+	coalesced   prometheus.Counter
 	subscribers prometheus.GaugeFunc
 }
 
@@ -131,6 +161,17 @@ type event struct {
 	history []odds.Delta // consecutive, ending at snap.Seq
 	subs    map[*sub]struct{}
 	endedAt time.Time
+
+	// The coalescing window (Config.Coalesce): deltas applied to snap but
+	// not yet offered, the latest per conflation key, after batchFrom.
+	batch     []odds.Delta
+	batchIdx  map[string]int
+	batchFrom uint64
+	armed     bool // a flush is scheduled
+	// offerMu orders what is offered to subs outside mu: a window's flush
+	// takes it under mu, then releases mu and offers, so the bus consumer
+	// never waits for an event's subscribers; a reseed takes it too.
+	offerMu sync.Mutex
 }
 
 type lobby struct {
@@ -183,11 +224,15 @@ func New(snaps Snapshotter, cfg Config) (*Server, error) {
 			Name: "buzzer_odds_fanout_resyncs_total", Help: "Events rebuilt from a snapshot, by reason."}, []string{"reason"}),
 		deliveries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "buzzer_odds_fanout_publications_total", Help: "Publications written to subscribers."}),
+		coalesced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "buzzer_odds_fanout_coalesced_total", Help: "Conflated updates an event published for a coalescing window of several deltas (once per event, not per subscriber)."}),
+		skips: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "buzzer_odds_fanout_skips_total", Help: "Times the bus consumer fell more than max_lag behind and skipped to the bus's end."}),
 		subscribers: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "buzzer_odds_fanout_subscribers", Help: "Current subscriptions (lobby and events)."},
 			func() float64 { return float64(s.subscribers.Load()) }),
 	}
-	for _, c := range []prometheus.Collector{s.m.latency, s.m.conflated, s.m.resyncs, s.m.deliveries, s.m.subscribers} {
+	for _, c := range []prometheus.Collector{s.m.latency, s.m.conflated, s.m.resyncs, s.m.deliveries, s.m.skips, s.m.coalesced, s.m.subscribers} {
 		if err := reg.Register(c); err != nil {
 			return nil, buzzer.Wrap(err, buzzer.EINTERNAL, "cannot register fan-out metrics")
 		}
@@ -285,30 +330,51 @@ func (s *Server) Run(ctx context.Context) error {
 // bus's tail first, then loads every event from the Snapshotter, then
 // subscribes from that tail: what was appended before is in the snapshots,
 // what comes after is delivered (and dropped where a snapshot has it).
+//
+// When a delta arrives more than MaxLag after the engine made it, the
+// consumer is behind the bus: it drops the subscription and starts over
+// from the bus's new end, so subscribers get fresh snapshots instead of
+// ever staler deltas.
 func (s *Server) Consume(ctx context.Context, bus odds.Bus) error {
-	tail, err := bus.Tail(ctx)
-	if err != nil {
-		if ctx.Err() != nil {
+	behind := ReasonUpstreamGap // a restarted consumer may have missed deltas
+	for {
+		tail, err := bus.Tail(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		for _, info := range s.snaps.Events() {
+			ev := s.event(info.EventID)
+			ev.mu.Lock()
+			reason := ""
+			if len(ev.subs) > 0 {
+				reason = behind
+			}
+			s.seedLocked(ev, "", reason)
+			ev.mu.Unlock()
+		}
+		s.loadedOnce.Do(func() { close(s.loaded) })
+		err = bus.Subscribe(ctx, tail, func(m odds.BusMessage) error {
+			if s.cfg.MaxLag > 0 && !m.Delta.At.IsZero() && s.cfg.Clock.Now().Sub(m.Delta.At) > s.cfg.MaxLag {
+				return errBehind
+			}
+			s.Apply(m.Epoch, m.Delta)
 			return nil
+		})
+		if !errors.Is(err, errBehind) {
+			return err
 		}
-		return err
+		s.skips.Add(1)
+		s.m.skips.Inc()
+		s.cfg.Logger.Warn("fan-out fell behind the bus; skipping to its end", "max_lag", s.cfg.MaxLag)
+		behind = ReasonFanoutBehind
 	}
-	for _, info := range s.snaps.Events() {
-		ev := s.event(info.EventID)
-		ev.mu.Lock()
-		reason := ""
-		if len(ev.subs) > 0 {
-			reason = ReasonUpstreamGap // a restarted consumer may have missed deltas
-		}
-		s.seedLocked(ev, "", reason)
-		ev.mu.Unlock()
-	}
-	s.loadedOnce.Do(func() { close(s.loaded) })
-	return bus.Subscribe(ctx, tail, func(m odds.BusMessage) error {
-		s.Apply(m.Epoch, m.Delta)
-		return nil
-	})
 }
+
+// errBehind stops a bus subscription that fell more than MaxLag behind.
+var errBehind = buzzer.Errorf(buzzer.EUNAVAILABLE, "fan-out behind the bus")
 
 func (s *Server) event(id string) *event {
 	s.mu.Lock()
@@ -333,6 +399,8 @@ func (s *Server) seedLocked(ev *event, epoch, reason string) bool {
 	}
 	oldEpoch, oldSeq, wasSeeded := ev.epoch, ev.snap.Seq, ev.seeded
 	ev.seeded, ev.snap, ev.history = true, snap, ev.history[:0]
+	ev.batch = ev.batch[:0] // the snapshot has them
+	clear(ev.batchIdx)
 	switch {
 	case epoch != "":
 		ev.epoch = epoch
@@ -350,9 +418,11 @@ func (s *Server) seedLocked(ev *event, epoch, reason string) bool {
 		s.m.resyncs.WithLabelValues(reason).Inc()
 		s.resyncs.Add(1)
 		msg := s.snapshotMessage(ev, true, reason)
+		ev.offerMu.Lock() // after any window being offered
 		for sb := range ev.subs {
 			sb.reset(msg, snap.Seq)
 		}
+		ev.offerMu.Unlock()
 	}
 	return true
 }
@@ -406,12 +476,83 @@ func (s *Server) Apply(epoch string, d odds.Delta) {
 	if d.Kind == odds.DeltaEvent && d.Event.Ended && ev.endedAt.IsZero() {
 		ev.endedAt = s.cfg.Clock.Now()
 	}
+	if s.cfg.Coalesce > 0 {
+		s.batchLocked(ev, d)
+	} else {
+		offerDelta(ev, d)
+	}
+	if d.Kind == odds.DeltaEvent {
+		s.lobbyUpdate(*d.Event, d.Seq, &d)
+	}
+}
+
+// offerDelta encodes d once and offers it to every subscriber of ev.
+func offerDelta(ev *event, d odds.Delta) {
 	data, _ := json.Marshal(Message{Type: TypeDelta, EventID: d.EventID, Seq: d.Seq, Delta: &d})
 	for sb := range ev.subs {
 		sb.offer(d, data)
 	}
-	if d.Kind == odds.DeltaEvent {
-		s.lobbyUpdate(*d.Event, d.Seq, &d)
+}
+
+// batchLocked adds an applied delta to ev's coalescing window, opening it
+// if it is closed.
+func (s *Server) batchLocked(ev *event, d odds.Delta) {
+	if len(ev.batch) == 0 {
+		ev.batchFrom = d.Seq - 1
+		if ev.batchIdx == nil {
+			ev.batchIdx = map[string]int{}
+		}
+		if !ev.armed {
+			ev.armed = true
+			time.AfterFunc(s.cfg.Coalesce, func() { s.flushBatch(ev) })
+		}
+	}
+	k := odds.ConflationKey(d)
+	if i, ok := ev.batchIdx[k]; ok {
+		ev.batch[i] = d
+		return
+	}
+	ev.batchIdx[k] = len(ev.batch)
+	ev.batch = append(ev.batch, d)
+}
+
+// flushBatch closes ev's coalescing window: one publication, encoded once,
+// offered to every subscriber.
+// It offers outside ev.mu (under ev.offerMu): a subscriber that joins
+// meanwhile is not offered it, and its snapshot already has it.
+func (s *Server) flushBatch(ev *event) {
+	ev.mu.Lock()
+	ev.armed = false
+	if len(ev.batch) == 0 {
+		ev.mu.Unlock()
+		return // a snapshot replaced it
+	}
+	ds := append([]odds.Delta(nil), ev.batch...)
+	ev.batch = ev.batch[:0]
+	clear(ev.batchIdx)
+	from := ev.batchFrom
+	subs := make([]*sub, 0, len(ev.subs))
+	for sb := range ev.subs {
+		subs = append(subs, sb)
+	}
+	ev.offerMu.Lock()
+	ev.mu.Unlock()
+	defer ev.offerMu.Unlock()
+	if len(ds) == 1 && ds[0].Seq == from+1 {
+		d := ds[0]
+		data, _ := json.Marshal(Message{Type: TypeDelta, EventID: d.EventID, Seq: d.Seq, Delta: &d})
+		for _, sb := range subs {
+			sb.offer(d, data)
+		}
+		return
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i].Seq < ds[j].Seq })
+	seq := ds[len(ds)-1].Seq
+	data, _ := json.Marshal(Message{Type: TypeConflated, EventID: ev.id, Con: true, From: from, Seq: seq, Deltas: ds})
+	s.coalesced.Add(1)
+	s.m.coalesced.Inc()
+	for _, sb := range subs {
+		sb.offerBatch(from, seq, ds, data)
 	}
 }
 
@@ -508,6 +649,7 @@ func (s *Server) subscribe(c *centrifuge.Client, e centrifuge.SubscribeEvent, cb
 	}
 	old := s.clients[c.ID()][e.Channel]
 	s.clients[c.ID()][e.Channel] = sb
+	s.mirrorLocked(c.ID())
 	s.mu.Unlock()
 	if old != nil {
 		s.detach(old)
@@ -559,6 +701,7 @@ func (s *Server) unsubscribe(clientID, channel string) {
 		if len(s.clients[clientID]) == 0 {
 			delete(s.clients, clientID)
 		}
+		s.mirrorLocked(clientID)
 	}
 	s.mu.Unlock()
 	if sb != nil {
@@ -570,6 +713,7 @@ func (s *Server) disconnect(clientID string) {
 	s.mu.Lock()
 	subs := s.clients[clientID]
 	delete(s.clients, clientID)
+	s.mirrorLocked(clientID)
 	s.mu.Unlock()
 	for _, sb := range subs {
 		s.detach(sb)
@@ -595,23 +739,41 @@ func (s *Server) detach(sb *sub) {
 	sb.mu.Unlock()
 }
 
+// mirrorLocked publishes a copy of a client's subscriptions for credit.
+func (s *Server) mirrorLocked(clientID string) {
+	subs := s.clients[clientID]
+	if len(subs) == 0 {
+		s.byClient.Delete(clientID)
+		return
+	}
+	cp := make(map[string]*sub, len(subs))
+	for ch, sb := range subs {
+		cp[ch] = sb
+	}
+	s.byClient.Store(clientID, cp)
+}
+
 func (s *Server) credit(clientID, channel string) {
-	s.mu.Lock()
-	sb := s.clients[clientID][channel]
-	s.mu.Unlock()
+	v, ok := s.byClient.Load(clientID)
+	if !ok {
+		return
+	}
+	sb := v.(map[string]*sub)[channel]
 	if sb == nil {
 		return
 	}
-	sb.mu.Lock()
-	if sb.inflight > 0 {
-		sb.inflight--
+	// No sb.mu here: centrifuge may call this with the connection writer's
+	// lock held (WriteDelay's timer flush), while an offer holding sb.mu
+	// waits for that lock to enqueue. inflight and backlog are atomics; the
+	// offer stores backlog before it reads inflight, and this decrements
+	// inflight before it reads backlog, so one of them always flushes.
+	for {
+		n := sb.inflight.Load()
+		if n <= 0 || sb.inflight.CompareAndSwap(n, n-1) {
+			break
+		}
 	}
-	need := !sb.closed && (sb.resetMsg != nil || sb.head < len(sb.pending)) && !sb.scheduled
-	if need {
-		sb.scheduled = true
-	}
-	sb.mu.Unlock()
-	if need {
+	if sb.backlog.Load() && sb.scheduled.CompareAndSwap(false, true) {
 		s.flushMu.Lock()
 		s.flushQueue = append(s.flushQueue, sb)
 		s.flushMu.Unlock()
@@ -636,7 +798,7 @@ func (s *Server) flusher(ctx context.Context) {
 		s.flushMu.Unlock()
 		for _, sb := range q {
 			sb.mu.Lock()
-			sb.scheduled = false
+			sb.scheduled.Store(false)
 			sb.flushLocked()
 			sb.mu.Unlock()
 		}
@@ -667,7 +829,9 @@ type Stats struct {
 	Events       int
 	Publications int64 // written to subscribers
 	Conflations  int64 // conflated updates among them
-	Resyncs      int64 // events rebuilt from a snapshot (gap, new epoch)
+	Resyncs      int64 // events rebuilt from a snapshot (gap, new epoch, fan-out behind)
+	Skips        int64 // times the consumer skipped to the bus's end (MaxLag)
+	Coalesced    int64 // conflated updates published per event by the coalescing window
 }
 
 // Stats returns the current counts.
@@ -676,7 +840,7 @@ func (s *Server) Stats() Stats {
 	n := len(s.events)
 	s.mu.Unlock()
 	return Stats{Subscribers: s.subscribers.Load(), Events: n, Publications: s.published.Load(),
-		Conflations: s.conflations.Load(), Resyncs: s.resyncs.Load()}
+		Conflations: s.conflations.Load(), Resyncs: s.resyncs.Load(), Skips: s.skips.Load(), Coalesced: s.coalesced.Load()}
 }
 
 // sub is one subscription's delivery state. Deltas go straight to the
@@ -694,10 +858,11 @@ type sub struct {
 	mu        sync.Mutex
 	ready     bool
 	closed    bool
-	scheduled bool
-	inflight  int
-	last      uint64 // event subs: seq of the last delta handed to the connection
-	resetMsg  []byte // a continuity-lost snapshot to send before anything else
+	scheduled atomic.Bool  // queued for the flusher
+	inflight  atomic.Int32 // publications written, not yet out of the connection's queue
+	backlog   atomic.Bool  // resetMsg or pending holds something
+	last      uint64       // event subs: seq of the last delta handed to the connection
+	resetMsg  []byte       // a continuity-lost snapshot to send before anything else
 	pending   []pendingDelta
 	head      int
 	idx       map[string]int // conflation key -> index in pending
@@ -726,7 +891,7 @@ func (sb *sub) offer(d odds.Delta, data []byte) {
 	if !sb.lobby && d.Seq <= sb.last && sb.head == len(sb.pending) {
 		return
 	}
-	if sb.ready && sb.resetMsg == nil && sb.head == len(sb.pending) && sb.inflight < sb.srv.cfg.Window {
+	if sb.ready && sb.resetMsg == nil && sb.head == len(sb.pending) && int(sb.inflight.Load()) < sb.srv.cfg.Window {
 		sb.write(data)
 		sb.last = d.Seq
 		return
@@ -739,7 +904,42 @@ func (sb *sub) offer(d odds.Delta, data []byte) {
 	}
 	sb.idx[k] = len(sb.pending)
 	sb.pending = append(sb.pending, pendingDelta{d, data})
-	if sb.ready && sb.inflight < sb.srv.cfg.Window {
+	sb.backlog.Store(true)
+	if sb.ready && int(sb.inflight.Load()) < sb.srv.cfg.Window {
+		sb.flushLocked()
+	}
+}
+
+// offerBatch hands the subscription a coalesced update (the latest delta
+// per key after from, up to seq, encoded in data) without waiting. A
+// subscription exactly at from with room gets data as is; any other merges
+// the deltas it lacks into its pending conflation.
+func (sb *sub) offerBatch(from, seq uint64, ds []odds.Delta, data []byte) {
+	sb.mu.Lock()
+	defer sb.mu.Unlock()
+	if sb.closed || seq <= sb.last {
+		return
+	}
+	if sb.ready && sb.resetMsg == nil && sb.head == len(sb.pending) && int(sb.inflight.Load()) < sb.srv.cfg.Window && sb.last == from {
+		sb.write(data)
+		sb.last = seq
+		return
+	}
+	for _, d := range ds {
+		if d.Seq <= sb.last {
+			continue // its snapshot or an earlier publication has it
+		}
+		k := sb.key(d)
+		if i, ok := sb.idx[k]; ok {
+			sb.pending[i] = pendingDelta{d: d}
+		} else {
+			sb.idx[k] = len(sb.pending)
+			sb.pending = append(sb.pending, pendingDelta{d: d})
+		}
+		sb.merged = true // sent conflated: a batch is not a run of single deltas
+		sb.backlog.Store(true)
+	}
+	if sb.ready && int(sb.inflight.Load()) < sb.srv.cfg.Window {
 		sb.flushLocked()
 	}
 }
@@ -754,6 +954,7 @@ func (sb *sub) reset(msg []byte, seq uint64) {
 	sb.pending, sb.head, sb.merged = sb.pending[:0], 0, false
 	clear(sb.idx)
 	sb.resetMsg, sb.last = msg, seq
+	sb.backlog.Store(true)
 	if sb.ready {
 		sb.flushLocked()
 	}
@@ -761,7 +962,7 @@ func (sb *sub) reset(msg []byte, seq uint64) {
 
 func (sb *sub) flushLocked() {
 	w := sb.srv.cfg.Window
-	for sb.ready && !sb.closed && sb.inflight < w {
+	for sb.ready && !sb.closed && int(sb.inflight.Load()) < w {
 		if sb.resetMsg != nil {
 			sb.write(sb.resetMsg)
 			sb.resetMsg = nil
@@ -769,6 +970,7 @@ func (sb *sub) flushLocked() {
 		}
 		if sb.head == len(sb.pending) {
 			sb.pending, sb.head = sb.pending[:0], 0
+			sb.backlog.Store(false)
 			return
 		}
 		if !sb.merged {
@@ -811,7 +1013,7 @@ func (sb *sub) write(data []byte) {
 		sb.srv.subscribers.Add(-1)
 		return
 	}
-	sb.inflight++
+	sb.inflight.Add(1)
 	sb.srv.m.deliveries.Inc()
 	sb.srv.published.Add(1)
 }

@@ -337,6 +337,68 @@ func TestProviderSilenceReachesSubscribers(t *testing.T) {
 	}
 }
 
+// TestFanoutBehindSkipsToSnapshots: a fan-out whose consumer is more than
+// MaxLag behind the engine (here its clock runs a second ahead, so every
+// delta is late) delivers no stale delta: it skips to the bus's end and
+// its subscribers get fresh snapshots flagged continuity_lost, in order,
+// ending at the engine's state.
+func TestFanoutBehindSkipsToSnapshots(t *testing.T) {
+	h := newHarness(t, 1, time.Hour, fanout.Config{MaxLag: 500 * time.Millisecond, Clock: &skewed{by: time.Second}})
+	ev := h.events[0]
+	d := dial(t, h.srv, ev, nil)
+	for i := 0; i < 20; i++ {
+		h.update(t)
+	}
+	want := h.snapshotJSON(t, ev)
+	eventually(t, "subscriber reaches the engine's state", func() bool { got, err := d.state(t); return err != nil || got == want })
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.err != nil {
+		t.Fatal(d.err)
+	}
+	if d.f.Deltas != 0 || d.f.Conflated != 0 {
+		t.Fatalf("a lagging fan-out delivered %d deltas and %d conflated updates", d.f.Deltas, d.f.Conflated)
+	}
+	if d.reasons["lost:"+fanout.ReasonFanoutBehind] == 0 {
+		t.Fatalf("no snapshot said %s (reasons %v)", fanout.ReasonFanoutBehind, d.reasons)
+	}
+	if st := h.srv.Stats(); st.Skips == 0 {
+		t.Fatalf("stats: %+v, want skips", st)
+	}
+}
+
+// TestCoalescingWindow: with a coalescing window every subscriber gets the
+// deltas of a window as one update, encoded once per event, in sequence
+// (the follower checks it), and ends at the engine's state; a subscriber
+// that joins while a window is open gets only what its snapshot lacks.
+func TestCoalescingWindow(t *testing.T) {
+	h := newHarness(t, 1, time.Hour, fanout.Config{Coalesce: 200 * time.Millisecond})
+	ev := h.events[0]
+	subs := []*direct{dial(t, h.srv, ev, nil), dial(t, h.srv, ev, nil)}
+	for i := 0; i < 40; i++ {
+		h.update(t)
+		if i == 20 {
+			subs = append(subs, dial(t, h.srv, ev, nil))
+		}
+	}
+	want := h.snapshotJSON(t, ev)
+	for _, d := range subs {
+		eventually(t, "subscriber reaches the engine's state", func() bool { got, err := d.state(t); return err != nil || got == want })
+		d.mu.Lock()
+		err, n := d.err, d.f.Deltas+d.f.Conflated
+		d.mu.Unlock()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			t.Fatal("a subscriber got nothing after its snapshot")
+		}
+	}
+	if st := h.srv.Stats(); st.Coalesced == 0 {
+		t.Fatalf("stats %+v: 40 updates within the window were never coalesced", st)
+	}
+}
+
 // TestUnknownChannelsRefused: subscriptions to events nobody knows, or to
 // channels outside the odds namespace, are refused.
 func TestUnknownChannelsRefused(t *testing.T) {

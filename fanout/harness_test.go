@@ -31,6 +31,15 @@ func (c *clock) Advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
+// skewed is the harness's clock moved by a fixed offset: a fan-out clock
+// ahead of the engine's sees every delta that much late.
+type skewed struct {
+	c  *clock
+	by time.Duration
+}
+
+func (s *skewed) Now() time.Time { return s.c.Now().Add(s.by) }
+
 // harness is the real pipeline: engine -> bus publisher -> JetStream ->
 // fan-out consumer -> centrifuge node.
 type harness struct {
@@ -73,7 +82,18 @@ func newHarness(t *testing.T, nEvents int, silence time.Duration, cfg fanout.Con
 			t.Fatal(err)
 		}
 	}
-	cfg.Clock, cfg.Epoch = clk, "epoch-1"
+	if sk, ok := cfg.Clock.(*skewed); ok {
+		sk.c = clk
+	} else {
+		cfg.Clock = clk
+	}
+	cfg.Epoch = "epoch-1"
+	if cfg.MaxLag == 0 {
+		cfg.MaxLag = -1 // the tests' clock jumps: a jump is not a lagging consumer
+	}
+	if cfg.Coalesce == 0 {
+		cfg.Coalesce = -1 // these tests count single deltas; coalescing has its own
+	}
 	h.srv, err = fanout.New(eng, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -298,6 +318,9 @@ func (d *direct) handle(line []byte) {
 	case r.Push != nil && r.Push.Pub != nil:
 		var m fanout.Message
 		_ = json.Unmarshal(r.Push.Pub.Data, &m)
+		if m.ContinuityLost {
+			d.reasons["lost:"+m.Reason]++
+		}
 		if m.Delta != nil && m.Delta.Reason != "" {
 			d.reasons[m.Delta.Reason]++
 		}

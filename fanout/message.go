@@ -40,7 +40,8 @@ const (
 	TypeResume = "resume"
 	// TypeDelta: one delta, the next in sequence (Delta.Seq = receiver's + 1).
 	TypeDelta = "delta"
-	// TypeConflated: the receiver fell behind; Deltas holds the latest delta
+	// TypeConflated: the receiver fell behind, or the event's coalescing
+	// window (Config.Coalesce) held several deltas; Deltas holds the latest delta
 	// per market (and event) after From, and applying them all brings it to
 	// Seq. Con is set, as Betfair's stream API flags a conflated change.
 	TypeConflated = "conflated"
@@ -87,6 +88,7 @@ const (
 	ReasonTooFarBehind = "too_far_behind" // the missed deltas are no longer held
 	ReasonNewEpoch     = "new_epoch"      // the engine restarted; sequences start over
 	ReasonUpstreamGap  = "upstream_gap"   // the backbone skipped deltas; rebuilt from the engine
+	ReasonFanoutBehind = "fanout_behind"  // the fan-out fell behind the bus and skipped to its end
 )
 
 // ParseSubscribeRequest decodes a subscribe command's data (outside input):

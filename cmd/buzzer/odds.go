@@ -47,6 +47,12 @@ type OddsFanoutConfig struct {
 	// WriteDelay batches what one connection is sent within this time into
 	// one frame (0: write at once); see fanout.Config.
 	WriteDelay time.Duration `yaml:"write_delay"`
+	// Coalesce merges an event's deltas within this window into one update
+	// (0: the fan-out's default, 25 ms; negative: off); MaxLag makes the
+	// fan-out skip to fresh snapshots when deltas reach it later than this
+	// (serve's default: off; 0: the fan-out's 500 ms). See fanout.Config.
+	Coalesce time.Duration `yaml:"coalesce"`
+	MaxLag   time.Duration `yaml:"max_lag"`
 }
 
 // DefaultOddsStreamConfig is JetStream with the stream defaults, the delta
@@ -59,7 +65,10 @@ func DefaultOddsStreamConfig() OddsStreamConfig {
 	nc := nats.DefaultOddsConfig()
 	nc.Memory = true
 	return OddsStreamConfig{Backbone: "jetstream", NATS: nc, Kafka: kafka.DefaultConfig(),
-		Fanout: OddsFanoutConfig{Window: 16, History: 512}}
+		// The lag bound is opt-in (max_lag: 500ms): under sustained
+		// overload each skip costs a snapshot per subscriber, and on a
+		// starved machine it can fire without any client being behind.
+		Fanout: OddsFanoutConfig{Window: 16, History: 512, MaxLag: -1}}
 }
 
 // Validate names the bad field.
@@ -198,6 +207,7 @@ func startOddsWith(ctx context.Context, n *node, sc OddsStreamConfig, o oddsOpti
 		return nil, err
 	}
 	fo, err := fanout.New(eng, fanout.Config{Window: sc.Fanout.Window, History: sc.Fanout.History, WriteDelay: sc.Fanout.WriteDelay,
+		Coalesce: sc.Fanout.Coalesce, MaxLag: sc.Fanout.MaxLag,
 		Epoch: epoch, Logger: log, Registry: n.reg})
 	if err != nil {
 		return nil, err
