@@ -241,14 +241,10 @@ func (o *AuditOutbox) Backlog(ctx context.Context) (audit.Backlog, error) {
 }
 
 // AuditState reads the state `audit replay` compares with the archive:
-// every account balance, every bet, every market's result version, and,
-// when RNGLog names the store's RNG log in the archive, its size. Tables
-// keep no state here and are not compared.
+// every account balance, every bet and every market's result version. The
+// RNG log is read by audit.RNGLogState and tables by audit.TableLogState.
 type AuditState struct {
 	db *DB
-	// RNGLog is the name the RNG capture gives this store's log ("": RNG
-	// draws are not captured and the log is not compared).
-	RNGLog string
 }
 
 // NewAuditState returns the state reader over db.
@@ -301,13 +297,6 @@ func (s *AuditState) ReadState(ctx context.Context) (audit.State, error) {
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return err
-		}
-		if s.RNGLog != "" {
-			var size int64
-			if err := tx.QueryRow(ctx, `SELECT size FROM rng_tree`).Scan(&size); err != nil {
-				return err
-			}
-			st.RNGLogs = map[string]uint64{s.RNGLog: uint64(size)}
 		}
 		return nil
 	})
