@@ -126,6 +126,13 @@ type Server struct {
 	checks []ReadyCheck
 	routes []Route
 
+	// A jurisdiction's view (see Jurisdiction) has parent set and registers
+	// its routes through it; the root keeps the shared routes.
+	parent     *Server
+	jur        string
+	dispatched map[string]*dispatched
+	gatherers  []prometheus.Gatherer
+
 	mu        sync.Mutex
 	servers   []*http.Server
 	listeners []net.Listener
@@ -165,7 +172,7 @@ func New(cfg Config, log *slog.Logger, players, admins Verifier, reg *prometheus
 		})))
 		mux.Handle("GET /readyz", s.wrap(listener, "GET /readyz", http.HandlerFunc(s.serveReady)))
 	}
-	s.adminMux.Handle("GET /metrics", s.wrap("admin", "GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
+	s.adminMux.Handle("GET /metrics", s.wrap("admin", "GET /metrics", promhttp.HandlerFor(s, promhttp.HandlerOpts{Registry: reg})))
 	for _, p := range []struct {
 		pattern string
 		h       http.HandlerFunc
@@ -191,7 +198,7 @@ func (s *Server) Config() Config { return s.cfg }
 
 // AddReadyCheck adds a dependency that /readyz checks on every call.
 func (s *Server) AddReadyCheck(name string, check func(ctx context.Context) error) {
-	s.checks = append(s.checks, ReadyCheck{Name: name, Check: check})
+	s.readyCheck(name, check)
 }
 
 // SetReady marks warm-up done (or, with false, starts draining: /readyz turns
@@ -205,7 +212,10 @@ func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	for _, c := range s.checks {
+	s.mu.Lock()
+	checks := s.checks
+	s.mu.Unlock()
+	for _, c := range checks {
 		if err := c.Check(ctx); err != nil {
 			WriteError(w, r, nil, buzzer.Errorf(buzzer.EUNAVAILABLE, "Dependency %s is not ready.", c.Name))
 			return
@@ -216,6 +226,10 @@ func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
 
 // Player registers a route on the player listener.
 func (s *Server) Player(pattern string, access Access, h HandlerFunc) {
+	if s.parent != nil {
+		s.parent.dispatch("player", pattern, access, s.jur, h)
+		return
+	}
 	s.mu.Lock()
 	s.routes = append(s.routes, Route{Pattern: pattern, Access: access})
 	s.mu.Unlock()
@@ -235,6 +249,9 @@ type Route struct {
 // PlayerRoutes lists the player routes in registration order (tests sweep
 // every one of them, e.g. for object-level authorization).
 func (s *Server) PlayerRoutes() []Route {
+	if s.parent != nil {
+		return s.parent.PlayerRoutes()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]Route(nil), s.routes...)
@@ -243,6 +260,10 @@ func (s *Server) PlayerRoutes() []Route {
 // Admin registers an operator route on the admin listener; every admin route
 // requires the admin credential.
 func (s *Server) Admin(pattern string, h HandlerFunc) {
+	if s.parent != nil {
+		s.parent.dispatch("admin", pattern, Player, s.jur, h)
+		return
+	}
 	s.adminMux.Handle(pattern, s.wrap("admin", pattern, s.requireAdmin(s.adapt(h))))
 }
 

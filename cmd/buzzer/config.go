@@ -33,8 +33,20 @@ type Config struct {
 	// Dev mode creates signing keys in the data dir and trusts them; it must be
 	// off in production, where auth.player and auth.admin name real JWKS.
 	Dev bool `yaml:"dev"`
-	// Jurisdiction is the regulated jurisdiction this node's stores serve.
+	// Jurisdiction is the regulated jurisdiction this node's stores serve:
+	// with Jurisdictions, the first of them (its home jurisdiction).
 	Jurisdiction string `yaml:"jurisdiction"`
+	// Jurisdictions, when set, are every jurisdiction `serve` holds in one
+	// process, each with its own regulated parts and stores (wallet, bets,
+	// tables, RNG log, audit trail); the first is the home jurisdiction,
+	// which keeps Store and the data dir's top-level paths. Each other
+	// jurisdiction J uses Stores[J], default sqlite://DATA_DIR/J/buzzer.db
+	// (there is no default beside a PostgreSQL home store: regulated data
+	// goes only where it is named), and DATA_DIR/J/ for its RNG key and
+	// audit archive. `buzzer edge` holds exactly one.
+	Jurisdictions []string `yaml:"jurisdictions"`
+	// Stores names a jurisdiction's store URL (see Jurisdictions).
+	Stores map[string]string `yaml:"stores" secret:"true"`
 	// Edge is set by `buzzer edge`: regulated requests are admitted only
 	// with the gateway's signed location decision.
 	Edge bool `yaml:"-"`
@@ -101,6 +113,13 @@ func DefaultConfig() Config {
 
 // resolve fills derived settings (paths under the data dir).
 func (c *Config) resolve() {
+	if len(c.Jurisdictions) == 0 {
+		c.Jurisdictions = []string{c.Jurisdiction}
+	}
+	c.Jurisdiction = c.Jurisdictions[0]
+	if u := c.Stores[c.Jurisdiction]; u != "" {
+		c.Store = u
+	}
 	if c.Store == "" {
 		c.Store = "sqlite://" + filepath.Join(c.DataDir, "buzzer.db")
 	}
@@ -128,6 +147,9 @@ func (c *Config) Validate() error {
 	}
 	if !validJurisdiction(c.Jurisdiction) {
 		return buzzer.Errorf(buzzer.EINVALID, "jurisdiction must be 2..8 upper-case letters or digits, got %q", c.Jurisdiction)
+	}
+	if err := c.validateJurisdictions(); err != nil {
+		return err
 	}
 	if c.RNG.MaxBatch < 1 || c.RNG.MaxBatch > 10000 {
 		return buzzer.Errorf(buzzer.EINVALID, "rng.max_batch must be 1..10000, got %d", c.RNG.MaxBatch)
@@ -216,6 +238,8 @@ func (cf *configFlags) bind() {
 	fs.StringVar(&c.Store, "store", c.Store, "store URL: sqlite://PATH (default DATA_DIR/buzzer.db) or postgres://...")
 	fs.BoolVar(&c.Dev, "dev", c.Dev, "dev mode: create and trust signing keys in the data dir")
 	fs.StringVar(&c.Jurisdiction, "jurisdiction", c.Jurisdiction, "jurisdiction this node's regulated stores serve (e.g. NJ, PA)")
+	fs.Var(listFlag{&c.Jurisdictions}, "jurisdictions", "serve only: every jurisdiction held in this process, each with its own stores (e.g. NJ,PA; the first is the home one)")
+	fs.Var(mapFlag{&c.Stores}, "stores", "store URL per jurisdiction: NJ=URL,PA=URL (default for a non-home one: sqlite://DATA_DIR/J/buzzer.db)")
 	fs.StringVar(&c.HTTP.HTTPAddr, "http-addr", c.HTTP.HTTPAddr, "player listener address")
 	fs.StringVar(&c.HTTP.AdminAddr, "admin-addr", c.HTTP.AdminAddr, "admin listener address (metrics, pprof, operator API)")
 	fs.DurationVar(&c.HTTP.DrainTimeout, "drain-timeout", c.HTTP.DrainTimeout, "how long shutdown waits for in-flight requests")
@@ -304,6 +328,12 @@ func maskSecrets(v reflect.Value) {
 			maskSecrets(fv)
 		case f.Tag.Get("secret") == "true" && fv.Kind() == reflect.String && fv.String() != "" && fv.CanSet():
 			fv.SetString(maskValue(fv.String()))
+		case f.Tag.Get("secret") == "true" && fv.Kind() == reflect.Map && fv.Type().Elem().Kind() == reflect.String && fv.CanSet():
+			m := reflect.MakeMapWithSize(fv.Type(), fv.Len())
+			for _, k := range fv.MapKeys() {
+				m.SetMapIndex(k, reflect.ValueOf(maskValue(fv.MapIndex(k).String())).Convert(fv.Type().Elem()))
+			}
+			fv.Set(m)
 		}
 	}
 }

@@ -27,11 +27,13 @@ import (
 // jurisdiction. The edge verifies no geolocation token itself (the gateway
 // consumed the token's challenge) and serves no challenges.
 //
-// `buzzer serve` verifies tokens itself: its gate is httpapi.LocalGeo over a
-// geo.Service licensed for the node's one jurisdiction, built exactly as the
-// gateway builds its own (dev mode: the data dir's dev provider key and the
-// simulated registry), and POST /v1/geo/challenges is mounted beside it.
-func startGeo(ctx context.Context, n *node) (httpapi.GeoGate, error) {
+// `buzzer serve` verifies tokens itself: each jurisdiction's gate is
+// httpapi.LocalGeo over one geo.Service licensed for the jurisdictions the
+// node holds, built exactly as the gateway builds its own (dev mode: the
+// data dir's dev provider key and the simulated registry), and
+// POST /v1/geo/challenges is mounted beside it. A jurisdiction's gate admits
+// only a location in that jurisdiction for an account of it.
+func startGeo(ctx context.Context, n *node) (map[string]httpapi.GeoGate, error) {
 	j := geo.Jurisdiction(n.cfg.Jurisdiction)
 	if n.cfg.Edge {
 		file := n.cfg.Geo.GatewayJWKS
@@ -43,9 +45,13 @@ func startGeo(ctx context.Context, n *node) (httpapi.GeoGate, error) {
 			return nil, buzzer.Wrap(err, buzzer.EINVALID, "edge: it admits regulated requests only with the gateway's signed decision, and the gateway's keys cannot be loaded (%s)", buzzer.ErrorMessage(err))
 		}
 		n.log.Info("edge: regulated requests need the gateway's signed location decision", "jurisdiction", j, "gateway_jwks", file)
-		return v, nil
+		return map[string]httpapi.GeoGate{string(j): v}, nil
 	}
-	svc, closers, err := newGeoService(n.cfg.Geo, n.cfg.DataDir, n.cfg.Dev, []geo.Jurisdiction{j})
+	held := make([]geo.Jurisdiction, len(n.cfg.Jurisdictions))
+	for i, j := range n.cfg.Jurisdictions {
+		held[i] = geo.Jurisdiction(j)
+	}
+	svc, closers, err := newGeoService(n.cfg.Geo, n.cfg.DataDir, n.cfg.Dev, held)
 	for _, c := range closers {
 		n.onClose(c)
 	}
@@ -53,7 +59,11 @@ func startGeo(ctx context.Context, n *node) (httpapi.GeoGate, error) {
 		return nil, err
 	}
 	n.http.MountGeo(svc)
-	return httpapi.LocalGeo{Service: svc, Jurisdiction: j}, nil
+	gates := map[string]httpapi.GeoGate{}
+	for _, j := range held {
+		gates[string(j)] = httpapi.LocalGeo{Service: svc, Jurisdiction: j}
+	}
+	return gates, nil
 }
 
 // devFixes are the locations dev tools and bench bots report, one per

@@ -128,7 +128,12 @@ func (s *store) close() {
 	}
 }
 
-// node is every part of a `serve` process, built and wired by hand.
+// node is every part of a `serve` process, built and wired by hand. The
+// regulated parts (store, RNG log, audit trail, wallet, tables) belong to a
+// jurisdiction: a node holding one has them itself; a node holding several
+// (`--jurisdictions NJ,PA`) has one part node per jurisdiction in parts,
+// each with its own stores, sharing the rest (listeners, auth, location
+// service, odds, toggles, NATS).
 type node struct {
 	cfg     *Config
 	log     *slog.Logger
@@ -143,11 +148,41 @@ type node struct {
 	wallet  *wallet.Service
 	tables  *table.Service
 	toggles *toggle.Set
+	// parts are the jurisdictions' regulated parts, in configuration
+	// order; [n] itself when n holds one jurisdiction.
+	parts []*node
+	// root is the node a part belongs to (nil on the node itself).
+	root *node
 	// closers run in reverse order at shutdown, after the listeners drained.
 	closers []func()
 }
 
-func (n *node) onClose(f func()) { n.closers = append(n.closers, f) }
+// onClose adds f to the node's closers (a part's go to its node, so the
+// whole process closes in reverse order of building).
+func (n *node) onClose(f func()) {
+	if n.root != nil {
+		n.root.onClose(f)
+		return
+	}
+	n.closers = append(n.closers, f)
+}
+
+// part returns the node that holds jurisdiction j's regulated parts: n
+// itself when n holds one jurisdiction, else a part node with j's
+// configuration, its own metrics registry (shown with a jurisdiction label)
+// and its own view of the listeners, through which a player's request
+// reaches only the part of the player's own jurisdiction.
+func (n *node) part(j string) *node {
+	if len(n.cfg.Jurisdictions) == 1 {
+		return n
+	}
+	reg := prometheus.NewRegistry()
+	return &node{
+		cfg: n.cfg.forJurisdiction(j), log: n.log.With("jurisdiction", j), reg: reg,
+		nats: n.nats, http: n.http.Jurisdiction(j, reg), player: n.player, admin: n.admin,
+		odds: n.odds, toggles: n.toggles, root: n,
+	}
+}
 
 // buildNode opens the engines and builds every part. On error everything
 // already opened is closed.
@@ -162,20 +197,6 @@ func buildNode(ctx context.Context, cfg *Config, log *slog.Logger) (_ *node, err
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, buzzer.Wrap(err, buzzer.EUNAVAILABLE, "cannot create data dir %s", cfg.DataDir)
 	}
-
-	n.store, err = openStore(ctx, cfg)
-	if err != nil {
-		return nil, err
-	}
-	n.onClose(n.store.close)
-	if err := n.store.migrate(ctx); err != nil {
-		return nil, err
-	}
-	n.store.observe(n.reg)
-	n.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-		Name: "buzzer_store_tx_retries_total",
-		Help: "Transaction attempts retried after a serialization failure or busy store.",
-	}, func() float64 { return float64(n.store.retries()) }))
 
 	n.nats, err = nats.Start(ctx, cfg.NATS, log)
 	if err != nil {
@@ -209,38 +230,68 @@ func buildNode(ctx context.Context, cfg *Config, log *slog.Logger) (_ *node, err
 		return nil, err
 	}
 
-	gate, err := startGeo(ctx, n)
+	gates, err := startGeo(ctx, n)
 	if err != nil {
 		return nil, err
 	}
-	if n.rng, err = openRNG(ctx, cfg, n.store, log, n.reg); err != nil {
-		return nil, err
-	}
-	n.onClose(func() { _ = n.rng.Close() })
-	n.http.MountRNG(n.rng, gate)
-
 	if n.odds, err = startOdds(ctx, n); err != nil {
 		return nil, err
 	}
 	n.http.MountCatalog(n.odds)
-	if err := startAudit(ctx, n); err != nil {
-		return nil, err
-	}
 	if n.toggles, err = startToggles(ctx, n); err != nil {
 		return nil, err
 	}
 	prices := livePrices{engine: n.odds, inPlayDelay: cfg.Odds.InPlayBetDelay, toggles: n.toggles}
-	if n.wallet, err = startWallet(ctx, cfg, n.store, prices, log, n.onClose); err != nil {
-		return nil, err
+	for _, j := range cfg.Jurisdictions {
+		p := n.part(j)
+		if err := buildRegulated(ctx, p, gates[j], prices); err != nil {
+			if p != n {
+				return nil, fmt.Errorf("jurisdiction %s: %w", j, err)
+			}
+			return nil, err
+		}
+		n.parts = append(n.parts, p)
 	}
-	n.http.MountWallet(n.wallet, gate)
-	if n.tables, err = startTables(ctx, n, tableWallet{svc: n.wallet}); err != nil {
-		return nil, err
-	}
-	n.http.MountTables(n.tables, gate)
-	n.http.AddReadyCheck("store", n.store.ping)
 	n.http.AddReadyCheck("nats", n.nats.Ping)
 	return n, nil
+}
+
+// buildRegulated builds one jurisdiction's regulated parts on p, each behind
+// gate: its store, RNG log, audit trail, wallet and tables.
+func buildRegulated(ctx context.Context, p *node, gate httpapi.GeoGate, prices wallet.PriceSource) (err error) {
+	if p.store, err = openStore(ctx, p.cfg); err != nil {
+		return err
+	}
+	p.onClose(p.store.close)
+	if err := p.store.migrate(ctx); err != nil {
+		return err
+	}
+	p.store.observe(p.reg)
+	s := p.store
+	p.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "buzzer_store_tx_retries_total",
+		Help: "Transaction attempts retried after a serialization failure or busy store.",
+	}, func() float64 { return float64(s.retries()) }))
+
+	if p.rng, err = openRNG(ctx, p.cfg, p.store, p.log, p.reg); err != nil {
+		return err
+	}
+	r := p.rng
+	p.onClose(func() { _ = r.Close() })
+	p.http.MountRNG(p.rng, gate)
+	if err := startAudit(ctx, p); err != nil {
+		return err
+	}
+	if p.wallet, err = startWallet(ctx, p.cfg, p.store, prices, p.log, p.onClose); err != nil {
+		return err
+	}
+	p.http.MountWallet(p.wallet, gate)
+	if p.tables, err = startTables(ctx, p, tableWallet{svc: p.wallet}); err != nil {
+		return err
+	}
+	p.http.MountTables(p.tables, gate)
+	p.http.AddReadyCheck("store", p.store.ping)
+	return nil
 }
 
 func (n *node) registerAuthMetrics(name string, v *auth.Verifier) {
@@ -316,9 +367,13 @@ func startToggles(ctx context.Context, n *node) (*toggle.Set, error) {
 func (n *node) warm(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	for name, f := range map[string]func(context.Context) error{
-		"store": n.store.ping, "nats": n.nats.Ping, "player keys": n.player.Warm, "admin keys": n.admin.Warm,
-	} {
+	checks := map[string]func(context.Context) error{
+		"nats": n.nats.Ping, "player keys": n.player.Warm, "admin keys": n.admin.Warm,
+	}
+	for _, p := range n.parts {
+		checks[p.cfg.Jurisdiction+" store"] = p.store.ping
+	}
+	for name, f := range checks {
 		if err := f(ctx); err != nil {
 			return fmt.Errorf("warm-up %s: %w", name, err)
 		}
@@ -357,6 +412,9 @@ func runEdge(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return buzzer.Errorf(buzzer.EINVALID, "edge needs --jurisdiction (or BUZZER_JURISDICTION)")
 	}
 	cfg.Edge = true
+	if err := cfg.validateJurisdictions(); err != nil {
+		return err
+	}
 	return serve(ctx, cfg, stdout, stderr)
 }
 
