@@ -245,6 +245,7 @@ func (cf *configFlags) bind() {
 	fs.DurationVar(&c.HTTP.DrainTimeout, "drain-timeout", c.HTTP.DrainTimeout, "how long shutdown waits for in-flight requests")
 	fs.StringVar(&c.NATS.URL, "nats-url", c.NATS.URL, "external NATS URL (default: embedded JetStream)")
 	fs.StringVar(&c.Audit.Dir, "audit-dir", c.Audit.Dir, "audit archive directory (default DATA_DIR/audit)")
+	fs.StringVar(&c.Geo.ChallengesRedisURL, "geo-challenges-redis-url", c.Geo.ChallengesRedisURL, "Redis for location challenges shared by every node behind one load balancer (default: in-process)")
 	fs.StringVar(&c.Tables.RedisURL, "redis-url", c.Tables.RedisURL, "Redis for live tables' state and leases (default: in-process memory)")
 	fs.StringVar(&c.Log.Level, "log-level", c.Log.Level, "debug, info, warn or error")
 	fs.StringVar(&c.Log.Format, "log-format", c.Log.Format, "json or text")

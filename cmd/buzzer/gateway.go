@@ -51,6 +51,13 @@ type GeoConfig struct {
 	// (default DATA_DIR/keys/gateway.jwks.json); the edge verifies no token
 	// itself, so it ignores every other field.
 	GatewayJWKS string `yaml:"gateway_jwks"`
+	// ChallengesRedisURL keeps location challenges in Redis (keys
+	// buzzer:geo:*), so the node that checks a token need not be the one
+	// that issued its challenge: set it on every serve node or gateway behind
+	// one load balancer. Empty keeps them in process memory (then clients
+	// need session affinity). A gateway with --redis-url uses that Redis
+	// unless this is set.
+	ChallengesRedisURL string `yaml:"challenges_redis_url" secret:"true"`
 }
 
 // devIPLocation is where dev mode places loopback and private addresses
@@ -76,6 +83,16 @@ func (c chainLocator) LocateIP(ctx context.Context, ip netip.Addr) (geo.IPLocati
 func newGeoService(cfg GeoConfig, dataDir string, dev bool, jurisdictions []geo.Jurisdiction) (_ *geo.Service, closers []func(), err error) {
 	gcfg := geo.Config{Jurisdictions: jurisdictions, Issuer: cfg.ProviderIssuer, BoundaryBufferM: cfg.BoundaryBufferM, DecisionTTL: cfg.DecisionTTL}
 	deps := geo.Deps{Challenges: geo.NewMemoryChallenges(0, 0), Clock: buzzer.SystemClock{}, Rand: rand.Reader}
+	if cfg.ChallengesRedisURL != "" {
+		client, err := dialRedis(cfg.ChallengesRedisURL, "geo.challenges_redis_url")
+		if err != nil {
+			return nil, nil, err
+		}
+		closers = append(closers, func() { _ = client.Close() })
+		if deps.Challenges, err = redis.NewChallenges(client, "buzzer:geo:", 0); err != nil {
+			return nil, closers, err
+		}
+	}
 	if deps.Boundaries, err = geo.USStates(); err != nil {
 		return nil, nil, err
 	}
@@ -237,6 +254,9 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	closers = append(closers, players.Close)
 
+	if cfg.Geo.ChallengesRedisURL == "" {
+		cfg.Geo.ChallengesRedisURL = cfg.RedisURL
+	}
 	geoSvc, geoClosers, err := newGeoService(cfg.Geo, cfg.DataDir, cfg.Dev, topo.Jurisdictions())
 	closers = append(closers, geoClosers...)
 	if err != nil {
@@ -352,4 +372,21 @@ func runDevGeotoken(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	fmt.Fprintln(stdout, tok)
 	return nil
+}
+
+// dialRedis connects to a Redis URL and checks it answers within 5 s, so a
+// wrong address stops start-up with its name instead of failing requests.
+func dialRedis(url, setting string) (*goredis.Client, error) {
+	opts, err := goredis.ParseURL(url)
+	if err != nil {
+		return nil, buzzer.Wrap(err, buzzer.EINVALID, "%s: %v", setting, err)
+	}
+	client := goredis.NewClient(opts)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := client.Ping(ctx).Err(); err != nil {
+		_ = client.Close()
+		return nil, buzzer.Wrap(err, buzzer.EUNAVAILABLE, "%s: cannot reach Redis at %s", setting, maskValue(url))
+	}
+	return client, nil
 }
