@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 
 	"github.com/buzzer-bet/buzzer"
+	"github.com/buzzer-bet/buzzer/internal/keyfile"
 )
 
 // LoadOrCreateKey reads the Ed25519 seal key from path (PEM "PRIVATE KEY",
@@ -40,34 +41,12 @@ func LoadOrCreateKey(path string) (ed25519.PrivateKey, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, buzzer.Wrap(err, buzzer.EUNAVAILABLE, "cannot create %s", dir)
 	}
-	tmp, err := os.CreateTemp(dir, ".audit-key-*.tmp")
+	_, created, err := keyfile.Create(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
 	if err != nil {
-		return nil, buzzer.Wrap(err, buzzer.EUNAVAILABLE, "cannot create the audit seal key in %s", dir)
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err == nil {
-		_, err = tmp.Write(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
-		if err == nil {
-			err = tmp.Sync()
-		}
-		if cerr := tmp.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return nil, buzzer.Wrap(err, buzzer.EUNAVAILABLE, "cannot write the audit seal key")
-		}
-	} else {
-		tmp.Close()
-		return nil, buzzer.Wrap(err, buzzer.EUNAVAILABLE, "cannot protect the audit seal key")
-	}
-	if err := os.Link(tmp.Name(), path); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return LoadOrCreateKey(path) // another starter won; use its key
-		}
 		return nil, buzzer.Wrap(err, buzzer.EUNAVAILABLE, "cannot install the audit seal key %s", path)
 	}
-	if err := (OSFS{}).SyncDir(dir); err != nil {
-		return nil, buzzer.Wrap(err, buzzer.EUNAVAILABLE, "cannot sync %s", dir)
+	if !created {
+		return LoadOrCreateKey(path) // another starter won; use its key
 	}
 	return priv, nil
 }

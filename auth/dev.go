@@ -17,6 +17,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/buzzer-bet/buzzer"
+	"github.com/buzzer-bet/buzzer/internal/keyfile"
 )
 
 // Dev-mode identity: the issuer and audiences of the tokens DevKeys signs.
@@ -116,13 +117,8 @@ func createPrivateJWK(path string) (devKey, error) {
 	if err != nil {
 		return devKey{}, buzzer.Wrap(err, buzzer.EINTERNAL, "cannot encode the dev key")
 	}
-	tmp, err := writeTemp(filepath.Dir(path), data, 0o600)
-	if err != nil {
-		return devKey{}, err
-	}
-	defer os.Remove(tmp)
-	// Link fails if another process created the key first; theirs wins.
-	if err := os.Link(tmp, path); err != nil && !errors.Is(err, fs.ErrExist) {
+	// If another process created the key first, theirs wins.
+	if _, _, err := keyfile.Create(path, data); err != nil {
 		return devKey{}, buzzer.Wrap(err, buzzer.EUNAVAILABLE, "cannot create dev key %s", path)
 	}
 	return readPrivateJWK(path)

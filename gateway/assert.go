@@ -21,6 +21,7 @@ import (
 	"github.com/buzzer-bet/buzzer/auth"
 	"github.com/buzzer-bet/buzzer/geo"
 	"github.com/buzzer-bet/buzzer/httpapi"
+	"github.com/buzzer-bet/buzzer/internal/keyfile"
 )
 
 // DecisionHeader carries the gateway's signed geolocation decision to the
@@ -126,30 +127,9 @@ func createKey(path string, rand io.Reader) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".gateway-key-*.tmp")
-	if err != nil {
-		return nil, err
-	}
-	defer os.Remove(tmp.Name())
-	_, werr := tmp.Write(data)
-	if serr := tmp.Sync(); werr == nil {
-		werr = serr
-	}
-	if cerr := tmp.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr != nil {
-		return nil, werr
-	}
-	// A hard link fails if the name exists, so two processes starting at
-	// once agree on the first key.
-	if err := os.Link(tmp.Name(), path); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return os.ReadFile(path)
-		}
-		return nil, err
-	}
-	return data, nil
+	// Two processes starting at once agree on the first key.
+	cur, _, err := keyfile.Create(path, data)
+	return cur, err
 }
 
 // JWKS returns the public key set edges trust.

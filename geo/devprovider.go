@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/buzzer-bet/buzzer/internal/keyfile"
 )
 
 // DevIssuer is the iss the dev provider puts in its tokens.
@@ -88,29 +90,8 @@ func createDevKey(path string, rand io.Reader) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".geo-provider-*.tmp")
-	if err != nil {
-		return nil, err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return nil, err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return nil, err
-	}
-	if err := tmp.Close(); err != nil {
-		return nil, err
-	}
-	if err := os.Link(tmp.Name(), path); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return os.ReadFile(path)
-		}
-		return nil, err
-	}
-	return data, nil
+	cur, _, err := keyfile.Create(path, data)
+	return cur, err
 }
 
 // KeyID returns the kid of the dev key.

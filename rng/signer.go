@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/buzzer-bet/buzzer"
+	"github.com/buzzer-bet/buzzer/internal/keyfile"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -83,32 +84,13 @@ func createKeyFile(path, origin string) (*KeySigner, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, buzzer.Wrap(err, buzzer.EUNAVAILABLE, "creating the key directory failed")
 	}
-	// Write to a temporary file, fsync, then link into place: link fails if
-	// another process created the key meanwhile, and a crash never leaves a
-	// half-written key under the real name.
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".rngkey-*")
-	if err != nil {
-		return nil, buzzer.Wrap(err, buzzer.EUNAVAILABLE, "creating the RNG signing key failed")
-	}
-	defer os.Remove(tmp.Name())
-	err = tmp.Chmod(0o600)
-	if err == nil {
-		_, err = tmp.WriteString(skey + "\n")
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Link(tmp.Name(), path)
-	}
-	if errors.Is(err, fs.ErrExist) {
-		return LoadOrCreateKeyFile(path, origin)
-	}
+	// Another process may have created the key meanwhile: then use its key.
+	_, created, err := keyfile.Create(path, []byte(skey+"\n"))
 	if err != nil {
 		return nil, buzzer.Wrap(err, buzzer.EUNAVAILABLE, "writing the RNG signing key %s failed", path)
+	}
+	if !created {
+		return LoadOrCreateKeyFile(path, origin)
 	}
 	return NewKeySigner(skey)
 }
