@@ -2,17 +2,15 @@ package postgres_test
 
 import (
 	"context"
-	"crypto/ed25519"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/buzzer-bet/buzzer/archive"
 	"github.com/buzzer-bet/buzzer/audit"
 	"github.com/buzzer-bet/buzzer/audit/audittest"
 	"github.com/buzzer-bet/buzzer/internal/enginetest"
-	"github.com/buzzer-bet/buzzer/nats"
+	"github.com/buzzer-bet/buzzer/internal/pipelinetest"
 	"github.com/buzzer-bet/buzzer/postgres"
 	"github.com/buzzer-bet/buzzer/wallet"
 	"github.com/buzzer-bet/buzzer/wallet/wallettest"
@@ -47,41 +45,11 @@ func bankConfig() wallettest.BankConfig {
 	return cfg
 }
 
-// testPipeline is audittest.Pipeline with the NATS connection behind it.
-type testPipeline struct {
-	audittest.Pipeline
-	Conn *nats.Conn
-}
-
-func pipeline(t *testing.T, store *postgres.AuditedWalletStore, ob audit.CaptureStore, st audit.StateReader) testPipeline {
+func pipeline(t *testing.T, store *postgres.AuditedWalletStore, ob audit.CaptureStore, st audit.StateReader) pipelinetest.Pipeline {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	ncfg := nats.DefaultConfig()
-	ncfg.StoreDir = t.TempDir()
-	conn, err := nats.Start(ctx, ncfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(conn.Close)
-	stream, err := nats.NewAuditStream(ctx, conn, nats.AuditConfig{AckWait: 3 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := nats.NewAuditSource(ctx, conn, nats.AuditConfig{AckWait: 3 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := audittest.Pipeline{
-		Outbox: ob, State: st, Stream: stream, Source: src, Log: archive.Opener{},
-		Records: func(dir string) audit.Records { return archive.Records{Dir: dir} },
-		Verify: func(dir string, pub ed25519.PublicKey) error {
-			_, err := archive.VerifyRecords(nil, dir, pub)
-			return err
-		},
-	}
+	var w wallet.Store
 	if store != nil {
-		p.Wallet = store
+		w = store // a nil *AuditedWalletStore must stay a nil interface
 	}
-	return testPipeline{Pipeline: p, Conn: conn}
+	return pipelinetest.JetStream(t, w, ob, st)
 }
