@@ -3,7 +3,6 @@ package httpapi
 import (
 	"context"
 	"net/http"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -101,11 +100,11 @@ func (s *Server) dispatch(listener, pattern string, access Access, j string, h H
 		return
 	}
 	route := func(w http.ResponseWriter, r *http.Request) error {
-		j, err := requestJurisdiction(listener, d, r)
+		h, err := d.pick(listener, r)
 		if err != nil {
 			return err
 		}
-		return d.handler(j)(w, r)
+		return h(w, r)
 	}
 	if listener == "admin" {
 		s.Admin(pattern, route)
@@ -114,34 +113,36 @@ func (s *Server) dispatch(listener, pattern string, access Access, j string, h H
 	}
 }
 
-// requestJurisdiction picks the jurisdiction whose handler serves r.
-func requestJurisdiction(listener string, d *dispatched, r *http.Request) (string, error) {
-	served := d.served()
+// pick returns the handler of the jurisdiction that serves r.
+func (d *dispatched) pick(listener string, r *http.Request) (HandlerFunc, error) {
 	if listener == "player" && d.access == Player {
 		p, ok := PlayerFrom(r.Context())
 		switch {
 		case !ok || p.Subject == "":
-			return "", buzzer.Errorf(buzzer.EUNAUTHORIZED, "An authenticated player is required.")
+			return nil, buzzer.Errorf(buzzer.EUNAUTHORIZED, "An authenticated player is required.")
 		case p.Jurisdiction == "":
-			return "", buzzer.Errorf(buzzer.EFORBIDDEN, "The account has no jurisdiction; regulated requests are refused.").WithReason("account_jurisdiction_missing")
-		case !slices.Contains(served, p.Jurisdiction):
-			return "", buzzer.Errorf(buzzer.EFORBIDDEN, "Accounts of %s are not served here (this service holds %s).",
-				p.Jurisdiction, strings.Join(served, ", ")).WithReason("jurisdiction_not_served")
+			return nil, buzzer.Errorf(buzzer.EFORBIDDEN, "The account has no jurisdiction; regulated requests are refused.").WithReason("account_jurisdiction_missing")
 		}
-		return p.Jurisdiction, nil
+		if h := d.handler(p.Jurisdiction); h != nil {
+			return h, nil
+		}
+		return nil, buzzer.Errorf(buzzer.EFORBIDDEN, "Accounts of %s are not served here (this service holds %s).",
+			p.Jurisdiction, strings.Join(d.served(), ", ")).WithReason("jurisdiction_not_served")
 	}
 	q := r.URL.Query().Get(QueryJurisdiction)
-	switch {
-	case q == "" && len(served) == 1:
-		return served[0], nil
-	case q == "":
-		return "", buzzer.Errorf(buzzer.EINVALID, "Name the jurisdiction with ?%s= (one of %s).",
-			QueryJurisdiction, strings.Join(served, ", ")).WithReason("jurisdiction_required")
-	case !slices.Contains(served, q):
-		return "", buzzer.Errorf(buzzer.EINVALID, "Jurisdiction %q is not served here (this service holds %s).",
-			q, strings.Join(served, ", ")).WithReason("jurisdiction_not_served")
+	if q != "" {
+		if h := d.handler(q); h != nil {
+			return h, nil
+		}
+		return nil, buzzer.Errorf(buzzer.EINVALID, "Jurisdiction %q is not served here (this service holds %s).",
+			q, strings.Join(d.served(), ", ")).WithReason("jurisdiction_not_served")
 	}
-	return q, nil
+	served := d.served()
+	if len(served) == 1 {
+		return d.handler(served[0]), nil
+	}
+	return nil, buzzer.Errorf(buzzer.EINVALID, "Name the jurisdiction with ?%s= (one of %s).",
+		QueryJurisdiction, strings.Join(served, ", ")).WithReason("jurisdiction_required")
 }
 
 // AddGatherer adds metrics that s's /metrics shows beside its registry's.
