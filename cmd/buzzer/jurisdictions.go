@@ -1,16 +1,13 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"path/filepath"
 	"sort"
 	"strings"
 
 	"github.com/buzzer-bet/buzzer"
-	"github.com/buzzer-bet/buzzer/auth"
 	"github.com/buzzer-bet/buzzer/sqlite"
-	"github.com/buzzer-bet/buzzer/tablefeed"
 )
 
 // validateJurisdictions checks the jurisdictions a node holds and where
@@ -163,28 +160,4 @@ func (f mapFlag) Set(s string) error {
 	}
 	*f.v = m
 	return nil
-}
-
-// accountsOf verifies player tokens for one jurisdiction's own channels
-// (its tables' live stream): a valid token of an account of another
-// jurisdiction is refused like an invalid one.
-type accountsOf struct {
-	v            *auth.Verifier
-	jurisdiction string
-}
-
-func (a accountsOf) Verify(ctx context.Context, token string) (auth.Principal, error) {
-	p, err := a.v.Verify(ctx, token)
-	if err != nil {
-		return p, err
-	}
-	if p.Jurisdiction != a.jurisdiction {
-		return auth.Principal{}, buzzer.Errorf(buzzer.EFORBIDDEN, "Accounts of %s are not served by %s's tables.", p.Jurisdiction, a.jurisdiction).WithReason("jurisdiction_not_served")
-	}
-	return p, nil
-}
-
-// tableVerifier is the verifier of n's tables' live stream.
-func (n *node) tableVerifier() tablefeed.Verifier {
-	return accountsOf{v: n.player, jurisdiction: n.cfg.Jurisdiction}
 }

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/buzzer-bet/buzzer"
-	"github.com/buzzer-bet/buzzer/auth"
 	"github.com/buzzer-bet/buzzer/sqlite"
 	"github.com/buzzer-bet/buzzer/wallet"
 )
@@ -188,31 +186,4 @@ func adminToken(t *testing.T, dataDir string) string {
 		t.Fatalf("dev admin-token: %v %s", err, errb.String())
 	}
 	return strings.TrimSpace(out.String())
-}
-
-// A jurisdiction's tables stream takes tokens of its own accounts only.
-func TestTableStreamTakesItsOwnJurisdictionsAccounts(t *testing.T) {
-	dataDir := t.TempDir()
-	keys, err := auth.LoadOrCreateDevKeys(dataDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := auth.NewVerifier(auth.DevPlayerConfig(keys), buzzer.SystemClock{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Close()
-	cfg := DefaultConfig()
-	cfg.Jurisdiction = "PA"
-	n := &node{cfg: &cfg, player: v}
-	ctx := context.Background()
-	if p, err := n.tableVerifier().Verify(ctx, devToken(t, dataDir, "--player", "bob", "--jurisdiction", "PA")); err != nil || p.Subject != "bob" {
-		t.Fatalf("PA account on PA's tables: %+v %v", p, err)
-	}
-	if _, err := n.tableVerifier().Verify(ctx, devToken(t, dataDir, "--player", "alice", "--jurisdiction", "NJ")); buzzer.ErrorCode(err) != buzzer.EFORBIDDEN {
-		t.Fatalf("NJ account on PA's tables: %v, want forbidden", err)
-	}
-	if _, err := n.tableVerifier().Verify(ctx, "not-a-token"); err == nil {
-		t.Fatal("a bad token was accepted")
-	}
 }

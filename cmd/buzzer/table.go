@@ -249,7 +249,7 @@ func startTables(ctx context.Context, n *node, w table.Wallet) (*table.Service, 
 	}
 	// The live feed reads snapshots and logs from the store (any node can
 	// serve them) and is fed every committed event by the service.
-	feed, err := tablefeed.New(table.NewReader(store, 0), tablefeed.Config{Verifier: n.tableVerifier(), Logger: n.log, Registry: n.reg})
+	feed, err := tablefeed.New(table.NewReader(store, 0), tablefeed.Config{Verifier: n.player, Jurisdiction: n.cfg.Jurisdiction, Logger: n.log, Registry: n.reg})
 	if err != nil {
 		return nil, err
 	}
