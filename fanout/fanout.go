@@ -121,10 +121,6 @@ type Server struct {
 	mu      sync.Mutex
 	events  map[string]*event
 	clients map[string]map[string]*sub // client id -> channel -> subscription
-	// byClient mirrors clients for credit, which runs once per publication
-	// written on every connection's writer: a copy per client, replaced under
-	// mu, read without a lock (client id -> map[string]*sub, never mutated).
-	byClient sync.Map
 
 	lobby lobby
 
@@ -240,7 +236,10 @@ func New(snaps Snapshotter, cfg Config) (*Server, error) {
 
 	// Odds are public: every connection is anonymous and may only subscribe.
 	node.OnConnecting(func(ctx context.Context, e centrifuge.ConnectEvent) (centrifuge.ConnectReply, error) {
-		reply := centrifuge.ConnectReply{Credentials: &centrifuge.Credentials{}}
+		// The client's context carries its subscriptions for credit, which
+		// runs once per publication written, on every connection's writer.
+		reply := centrifuge.ConnectReply{Credentials: &centrifuge.Credentials{},
+			Context: context.WithValue(ctx, clientSubsKey{}, &clientSubs{})}
 		if cfg.WriteDelay > 0 {
 			// Everything collected goes in one frame: the window bounds it.
 			reply.WriteDelay, reply.WriteWithTimer, reply.MaxMessagesInFrame = cfg.WriteDelay, true, -1
@@ -249,15 +248,15 @@ func New(snaps Snapshotter, cfg Config) (*Server, error) {
 	})
 	node.OnConnect(func(c *centrifuge.Client) {
 		c.OnSubscribe(func(e centrifuge.SubscribeEvent, cb centrifuge.SubscribeCallback) { s.subscribe(c, e, cb) })
-		c.OnUnsubscribe(func(e centrifuge.UnsubscribeEvent) { s.unsubscribe(c.ID(), e.Channel) })
-		c.OnDisconnect(func(centrifuge.DisconnectEvent) { s.disconnect(c.ID()) })
+		c.OnUnsubscribe(func(e centrifuge.UnsubscribeEvent) { s.unsubscribe(c, e.Channel) })
+		c.OnDisconnect(func(centrifuge.DisconnectEvent) { s.disconnect(c) })
 	})
 	// A publication leaving a connection's queue returns one unit of that
 	// subscription's window. This runs on the connection's writer with its
 	// lock held, so the refill is handed to the flusher, never written here.
 	node.OnTransportWrite(func(c *centrifuge.Client, e centrifuge.TransportWriteEvent) bool {
 		if e.Channel != "" && e.FrameType == protocol.FrameTypePushPublication {
-			s.credit(c.ID(), e.Channel)
+			s.credit(c, e.Channel)
 		}
 		return true
 	})
@@ -605,6 +604,12 @@ func (s *Server) prune() {
 // snapshot or a resume. The subscription is registered at the sequence its
 // reply describes, under the event's lock, so nothing is missed or repeated.
 func (s *Server) subscribe(c *centrifuge.Client, e centrifuge.SubscribeEvent, cb centrifuge.SubscribeCallback) {
+	if subsOf(c) == nil {
+		// Every connection passes OnConnecting, which gives it one; without
+		// it no write would return the subscription's window.
+		cb(centrifuge.SubscribeReply{}, centrifuge.ErrorInternal)
+		return
+	}
 	sb := &sub{srv: s, client: c, channel: e.Channel, idx: map[string]int{}}
 	var reply []byte
 	if e.Channel == LobbyChannel {
@@ -649,7 +654,7 @@ func (s *Server) subscribe(c *centrifuge.Client, e centrifuge.SubscribeEvent, cb
 	}
 	old := s.clients[c.ID()][e.Channel]
 	s.clients[c.ID()][e.Channel] = sb
-	s.mirrorLocked(c.ID())
+	s.mirrorLocked(c)
 	s.mu.Unlock()
 	if old != nil {
 		s.detach(old)
@@ -693,7 +698,8 @@ func (s *Server) startLocked(ev *event, sb *sub, req SubscribeRequest) []byte {
 	return s.snapshotMessage(ev, resuming, reason)
 }
 
-func (s *Server) unsubscribe(clientID, channel string) {
+func (s *Server) unsubscribe(c *centrifuge.Client, channel string) {
+	clientID := c.ID()
 	s.mu.Lock()
 	sb := s.clients[clientID][channel]
 	if sb != nil {
@@ -701,7 +707,7 @@ func (s *Server) unsubscribe(clientID, channel string) {
 		if len(s.clients[clientID]) == 0 {
 			delete(s.clients, clientID)
 		}
-		s.mirrorLocked(clientID)
+		s.mirrorLocked(c)
 	}
 	s.mu.Unlock()
 	if sb != nil {
@@ -709,11 +715,11 @@ func (s *Server) unsubscribe(clientID, channel string) {
 	}
 }
 
-func (s *Server) disconnect(clientID string) {
+func (s *Server) disconnect(c *centrifuge.Client) {
 	s.mu.Lock()
-	subs := s.clients[clientID]
-	delete(s.clients, clientID)
-	s.mirrorLocked(clientID)
+	subs := s.clients[c.ID()]
+	delete(s.clients, c.ID())
+	s.mirrorLocked(c)
 	s.mu.Unlock()
 	for _, sb := range subs {
 		s.detach(sb)
@@ -739,26 +745,46 @@ func (s *Server) detach(sb *sub) {
 	sb.mu.Unlock()
 }
 
-// mirrorLocked publishes a copy of a client's subscriptions for credit.
-func (s *Server) mirrorLocked(clientID string) {
-	subs := s.clients[clientID]
-	if len(subs) == 0 {
-		s.byClient.Delete(clientID)
-		return
-	}
-	cp := make(map[string]*sub, len(subs))
-	for ch, sb := range subs {
-		cp[ch] = sb
-	}
-	s.byClient.Store(clientID, cp)
+// clientSubsKey keys a client's *clientSubs in its context.
+type clientSubsKey struct{}
+
+// clientSubs is a client's subscriptions as credit reads them: a copy,
+// replaced under Server.mu, read without a lock and never mutated.
+type clientSubs struct{ subs atomic.Pointer[[]*sub] }
+
+func subsOf(c *centrifuge.Client) *clientSubs {
+	cs, _ := c.Context().Value(clientSubsKey{}).(*clientSubs)
+	return cs
 }
 
-func (s *Server) credit(clientID, channel string) {
-	v, ok := s.byClient.Load(clientID)
-	if !ok {
+// mirrorLocked publishes a copy of a client's subscriptions for credit.
+func (s *Server) mirrorLocked(c *centrifuge.Client) {
+	cs := subsOf(c)
+	if cs == nil {
+		return // not connected through OnConnecting: subscribe refuses it
+	}
+	subs := s.clients[c.ID()]
+	cp := make([]*sub, 0, len(subs))
+	for _, sb := range subs {
+		cp = append(cp, sb)
+	}
+	cs.subs.Store(&cp)
+}
+
+func (s *Server) credit(c *centrifuge.Client, channel string) {
+	cs := subsOf(c)
+	if cs == nil {
 		return
 	}
-	sb := v.(map[string]*sub)[channel]
+	var sb *sub
+	if p := cs.subs.Load(); p != nil {
+		for _, x := range *p {
+			if x.channel == channel {
+				sb = x
+				break
+			}
+		}
+	}
 	if sb == nil {
 		return
 	}

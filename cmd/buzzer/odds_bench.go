@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -43,6 +44,9 @@ type OddsBenchResult struct {
 	// Deliveries are publications read by subscribers during the window.
 	Deliveries     int64   `json:"deliveries"`
 	DeliveriesPerS float64 `json:"deliveries_per_s"`
+	// BytesPerDelivery is the mean WebSocket payload read per delivery
+	// inside the window (centrifuge's envelope included).
+	BytesPerDelivery float64 `json:"bytes_per_delivery"`
 	// DeltasPerS is the engine's output during the window (-1: unknown,
 	// for a --target without a readable --admin /metrics).
 	DeltasPerS float64 `json:"deltas_per_s"`
@@ -82,6 +86,7 @@ func runBenchOdds(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	american := fs.Int("american-football", def.AmericanFootball, "in-process: concurrent American football matches")
 	tick := fs.Duration("tick", 100*time.Millisecond, "in-process: the simulator's step (each step moves every match)")
 	jsonOut := fs.Bool("json", false, "print the result as JSON")
+	cpuProfile := fs.String("cpuprofile", "", "write the bench's own CPU profile over the measurement window to this file")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
@@ -136,7 +141,7 @@ func runBenchOdds(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fmt.Fprintf(stderr, "bench odds: subscribing %d clients over %d events at %s\n", *clients, len(events), ws)
 	refresh := func(ctx context.Context) ([]string, error) { return liveEvents(ctx, base) }
 	res, err := benchOdds(ctx, oddsBenchPlan{ws: ws, events: events, refresh: refresh, clients: *clients, dialers: *dialers,
-		warmup: *warmup, duration: *duration, published: published, progress: stderr})
+		warmup: *warmup, duration: *duration, published: published, progress: stderr, cpuProfile: *cpuProfile})
 	if err != nil {
 		return err
 	}
@@ -294,12 +299,12 @@ type oddsBenchPlan struct {
 	warmup, duration time.Duration
 	published        func() (uint64, bool)
 	progress         io.Writer
+	cpuProfile       string // file for the bench's CPU profile over the window ("": none)
 }
 
 // benchSub is one subscriber: a WebSocket speaking centrifuge's JSON
 // protocol, checking the sequence of everything it reads.
 type benchSub struct {
-	conn    *websocket.Conn
 	channel string
 	// Set by its reader only.
 	last          uint64
@@ -307,6 +312,7 @@ type benchSub struct {
 	lat           []float32 // ms, inside the window
 	snapshotMs    float64
 	deliveries    int64
+	bytes         int64 // frame payload bytes read inside the window
 	gaps, ooo     int64
 	conflated     int64
 	continuityLst int64
@@ -388,41 +394,11 @@ func benchOdds(ctx context.Context, p oddsBenchPlan) (OddsBenchResult, error) {
 		case <-ctx.Done():
 			return OddsBenchResult{}, ctx.Err()
 		}
-		// A server busy accepting thousands of connections may drop one
-		// before its handshake: retry a few times, and count it.
-		var conn *websocket.Conn
-		var err error
-		for attempt := 1; ; attempt++ {
-			if conn, _, err = dialer.DialContext(ctx, p.ws, nil); err == nil || attempt == 5 || ctx.Err() != nil {
-				break
-			}
-			connectRetries.Add(1)
-			time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
-		}
-		if err != nil {
-			<-sem
-			return OddsBenchResult{}, buzzer.Wrap(err, buzzer.EUNAVAILABLE, "subscriber %d cannot connect", i)
-		}
-		sb.conn = conn
-		// A subscriber starved of CPU answers a ping late rather than
-		// dropping its connection (gorilla's default gives up after 1s).
-		conn.SetPingHandler(func(data string) error {
-			err := conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(30*time.Second))
-			if err == nil || err == websocket.ErrCloseSent {
-				return nil
-			}
-			return err
-		})
-		connect := `{"id":1,"connect":{"name":"bench"}}` + "\n" + `{"id":2,"subscribe":{"channel":"` + sb.channel + `"}}`
-		sent := time.Now()
-		if err := conn.WriteMessage(websocket.TextMessage, []byte(connect)); err != nil {
-			<-sem
-			return OddsBenchResult{}, buzzer.Wrap(err, buzzer.EUNAVAILABLE, "subscriber %d cannot subscribe", i)
-		}
+		// Up to --dialers subscribers connect and subscribe at once; each
+		// frees its slot once it has its snapshot (or failed).
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer conn.Close()
 			released := false
 			release := func(err error) {
 				if !released {
@@ -431,8 +407,41 @@ func benchOdds(ctx context.Context, p oddsBenchPlan) (OddsBenchResult, error) {
 					ready <- err
 				}
 			}
+			// A server busy accepting thousands of connections may drop one
+			// before its handshake: retry a few times, and count it.
+			var conn *websocket.Conn
+			var err error
+			for attempt := 1; ; attempt++ {
+				if conn, _, err = dialer.DialContext(ctx, p.ws, nil); err == nil || attempt == 5 || ctx.Err() != nil {
+					break
+				}
+				connectRetries.Add(1)
+				time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
+			}
+			if err != nil {
+				release(buzzer.Wrap(err, buzzer.EUNAVAILABLE, "subscriber %d cannot connect", i))
+				return
+			}
+			defer conn.Close()
+			defer context.AfterFunc(ctx, func() { _ = conn.Close() })()
+			// A subscriber starved of CPU answers a ping late rather than
+			// dropping its connection (gorilla's default gives up after 1s).
+			conn.SetPingHandler(func(data string) error {
+				err := conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(30*time.Second))
+				if err == nil || err == websocket.ErrCloseSent {
+					return nil
+				}
+				return err
+			})
+			connect := `{"id":1,"connect":{"name":"bench"}}` + "\n" + `{"id":2,"subscribe":{"channel":"` + sb.channel + `"}}`
+			sent := time.Now()
+			if err := conn.WriteMessage(websocket.TextMessage, []byte(connect)); err != nil {
+				release(buzzer.Wrap(err, buzzer.EUNAVAILABLE, "subscriber %d cannot subscribe", i))
+				return
+			}
+			var buf bytes.Buffer // reused: one allocation per subscriber, not per message
 			for {
-				_, data, err := conn.ReadMessage()
+				data, err := readFrame(conn, &buf)
 				if err != nil {
 					err = fmt.Errorf("subscriber %d: %w", i, err)
 					if ctx.Err() == nil {
@@ -443,6 +452,9 @@ func benchOdds(ctx context.Context, p oddsBenchPlan) (OddsBenchResult, error) {
 					return
 				}
 				now := time.Now()
+				if measuring.Load() {
+					sb.bytes += int64(len(data))
+				}
 				for len(data) > 0 {
 					var line []byte
 					line, data, _ = bytes.Cut(data, []byte("\n"))
@@ -484,6 +496,19 @@ func benchOdds(ctx context.Context, p oddsBenchPlan) (OddsBenchResult, error) {
 	case <-ctx.Done():
 		return OddsBenchResult{}, ctx.Err()
 	}
+	stopProfile := func() {}
+	if p.cpuProfile != "" {
+		f, err := os.Create(p.cpuProfile)
+		if err != nil {
+			return OddsBenchResult{}, buzzer.Wrap(err, buzzer.EINVALID, "cannot create the CPU profile")
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return OddsBenchResult{}, buzzer.Wrap(err, buzzer.EUNAVAILABLE, "cannot start the CPU profile")
+		}
+		stopProfile = sync.OnceFunc(pprof.StopCPUProfile)
+		defer stopProfile()
+	}
 	pub0, pubOK := p.published()
 	measuring.Store(true)
 	start := time.Now()
@@ -508,14 +533,10 @@ func benchOdds(ctx context.Context, p oddsBenchPlan) (OddsBenchResult, error) {
 	}
 	tk.Stop()
 	measuring.Store(false)
+	stopProfile()
 	elapsed := time.Since(start)
 	pub1, pub1OK := p.published()
-	cancel()
-	for _, sb := range subs {
-		if sb.conn != nil {
-			_ = sb.conn.Close()
-		}
-	}
+	cancel() // closes every subscriber's connection
 	wg.Wait()
 
 	chans := map[string]bool{}
@@ -525,6 +546,7 @@ func benchOdds(ctx context.Context, p oddsBenchPlan) (OddsBenchResult, error) {
 	res := OddsBenchResult{Clients: p.clients, Events: len(chans), DurationS: elapsed.Seconds(), DeltasPerS: -1, Load1: loadAverage()}
 	var lat []float32
 	var snaps []float64
+	var bytesRead int64
 	for _, sb := range subs {
 		if sb.seeded {
 			res.Subscribers++
@@ -532,12 +554,16 @@ func benchOdds(ctx context.Context, p oddsBenchPlan) (OddsBenchResult, error) {
 		}
 		lat = append(lat, sb.lat...)
 		res.Deliveries += sb.deliveries
+		bytesRead += sb.bytes
 		res.Gaps += sb.gaps
 		res.OutOfOrder += sb.ooo
 		res.Conflated += sb.conflated
 		res.ContinuityLost += sb.continuityLst
 	}
 	res.DeliveriesPerS = float64(res.Deliveries) / elapsed.Seconds()
+	if res.Deliveries > 0 {
+		res.BytesPerDelivery = math.Round(float64(bytesRead) / float64(res.Deliveries))
+	}
 	if pubOK && pub1OK {
 		res.DeltasPerS = float64(pub1-pub0) / elapsed.Seconds()
 	}
@@ -567,6 +593,20 @@ func benchOdds(ctx context.Context, p oddsBenchPlan) (OddsBenchResult, error) {
 	res.FirstError = firstErr
 	errMu.Unlock()
 	return res, nil
+}
+
+// readFrame reads the next data frame's payload into buf (reset first) and
+// returns it; the bytes are valid until the next call.
+func readFrame(conn *websocket.Conn, buf *bytes.Buffer) ([]byte, error) {
+	_, r, err := conn.NextReader()
+	if err != nil {
+		return nil, err
+	}
+	buf.Reset()
+	if _, err := buf.ReadFrom(r); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
 
 func round2(f float64) float64 { return math.Round(f*100) / 100 }

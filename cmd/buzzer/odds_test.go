@@ -606,7 +606,7 @@ func TestBenchOddsCommand(t *testing.T) {
 	switch {
 	case res.Clients != 20 || res.Subscribers != 20 || res.Events != 5:
 		t.Fatalf("subscribers: %+v", res)
-	case res.Deliveries == 0 || res.DeliveriesPerS <= 0 || res.DeltasPerS <= 0:
+	case res.Deliveries == 0 || res.DeliveriesPerS <= 0 || res.DeltasPerS <= 0 || res.BytesPerDelivery <= 0:
 		t.Fatalf("nothing delivered: %+v", res)
 	case res.Gaps != 0 || res.OutOfOrder != 0 || res.Disconnects != 0:
 		t.Fatalf("the stream broke: %+v", res)
