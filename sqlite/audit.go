@@ -25,6 +25,9 @@ var (
 type Outbox struct {
 	tx    *sql.Tx
 	clock buzzer.Clock
+	// next and insert are Write's statements, prepared on its first call
+	// and closed with tx: a group commit writes a record per member.
+	next, insert *sql.Stmt
 }
 
 // NewOutbox returns the outbox of tx. Records without a time are stamped
@@ -54,10 +57,23 @@ func (o *Outbox) LastSeq(ctx context.Context, jurisdiction string, c audit.Compo
 // stream key and is inserted pending. SQLite has one writer at a time, so
 // per-key order is commit order.
 func (o *Outbox) Write(ctx context.Context, recs ...*audit.Record) error {
+	if o.next == nil {
+		next, err := o.tx.PrepareContext(ctx, `INSERT INTO audit_sequences (stream_key, seq) VALUES ($1, 1)
+			ON CONFLICT (stream_key) DO UPDATE SET seq = audit_sequences.seq + 1 RETURNING seq`)
+		if err != nil {
+			return err
+		}
+		insert, err := o.tx.PrepareContext(ctx, `INSERT INTO audit_outbox (stream_key, seq, id, jurisdiction, record, captured_at)
+			VALUES ($1, $2, $3, $4, $5, $6)`)
+		if err != nil {
+			next.Close()
+			return err
+		}
+		o.next, o.insert = next, insert
+	}
 	for _, r := range recs {
 		var seq int64
-		if err := o.tx.QueryRowContext(ctx, `INSERT INTO audit_sequences (stream_key, seq) VALUES ($1, 1)
-			ON CONFLICT (stream_key) DO UPDATE SET seq = audit_sequences.seq + 1 RETURNING seq`, r.StreamKey()).Scan(&seq); err != nil {
+		if err := o.next.QueryRowContext(ctx, r.StreamKey()).Scan(&seq); err != nil {
 			return err
 		}
 		// Read the clock after the counter row is ours: a later sequence of
@@ -68,8 +84,7 @@ func (o *Outbox) Write(ctx context.Context, recs ...*audit.Record) error {
 		if err != nil {
 			return err
 		}
-		if _, err := o.tx.ExecContext(ctx, `INSERT INTO audit_outbox (stream_key, seq, id, jurisdiction, record, captured_at)
-			VALUES ($1, $2, $3, $4, $5, $6)`, r.StreamKey(), seq, r.ID, r.Jurisdiction, data, us(now)); err != nil {
+		if _, err := o.insert.ExecContext(ctx, r.StreamKey(), seq, r.ID, r.Jurisdiction, data, us(now)); err != nil {
 			return err
 		}
 	}

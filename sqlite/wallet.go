@@ -37,12 +37,43 @@ func (t walletTx) exec(ctx context.Context, q string, args ...any) (sql.Result, 
 	return t.tx.ExecContext(ctx, q, args...)
 }
 
-func (t walletTx) InsertKey(ctx context.Context, k *wallet.KeyRecord) (bool, error) {
-	res, err := t.exec(ctx, `INSERT INTO wallet_idempotency_keys
+// The statements a group commit runs once per member; ApplyBatch prepares
+// each once per batch.
+const (
+	insertKeySQL = `INSERT INTO wallet_idempotency_keys
 		(player_id, key, fingerprint, state, owner, locked_until, status, body, effect_id, created_at, expires_at)
 		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)
-		ON CONFLICT (player_id, key) DO NOTHING`,
-		k.Player, k.Key, k.Fingerprint, string(k.State), k.Owner, us(k.LockedUntil), k.Status, k.Body, k.EffectID, us(k.CreatedAt), us(k.ExpiresAt))
+		ON CONFLICT (player_id, key) DO NOTHING`
+	updateKeySQL = `UPDATE wallet_idempotency_keys SET fingerprint=$3, state=$4, owner=$5, locked_until=$6,
+		status=$7, body=$8, effect_id=$9, created_at=$10, expires_at=$11 WHERE player_id=$1 AND key=$2`
+	insertTxnSQL = `INSERT INTO wallet_transactions (id, kind, player_id, reference, effect_key, created_at,
+			decision_jurisdiction, decision_token_hash, decision_at, decision_source) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)`
+	insertPostingSQL = `INSERT INTO wallet_postings (account_id, txn_id, owner, amount, created_at) VALUES ($1,$2,$3,$4,$5)`
+	upsertAccountSQL = `INSERT INTO wallet_accounts (id, owner, jurisdiction, currency, kind, bucket, balance)
+			VALUES ($1,$2,$3,$4,$5,$6,$7)
+			ON CONFLICT (id) DO UPDATE SET balance = wallet_accounts.balance + excluded.balance
+			RETURNING balance`
+)
+
+// keyArgs are the arguments of insertKeySQL and updateKeySQL.
+func keyArgs(k *wallet.KeyRecord) []any {
+	return []any{k.Player, k.Key, k.Fingerprint, string(k.State), k.Owner, us(k.LockedUntil), k.Status, k.Body, k.EffectID, us(k.CreatedAt), us(k.ExpiresAt)}
+}
+
+// txnArgs are the arguments of insertTxnSQL.
+func txnArgs(txn *wallet.Transaction) []any {
+	dj, dh, da, ds := decisionCols(txn.Decision)
+	return []any{txn.ID, string(txn.Kind), txn.Player, txn.Reference, txn.EffectKey, us(txn.CreatedAt), dj, dh, da, ds}
+}
+
+// accountArgs are the arguments of upsertAccountSQL: add delta to account
+// id (k), creating it with that balance.
+func accountArgs(id string, k wallet.AccountKey, delta int64) []any {
+	return []any{id, k.Owner, k.Jurisdiction, string(k.Currency), string(k.Kind), k.Bucket, delta}
+}
+
+func (t walletTx) InsertKey(ctx context.Context, k *wallet.KeyRecord) (bool, error) {
+	res, err := t.exec(ctx, insertKeySQL, keyArgs(k)...)
 	if err != nil {
 		return false, err
 	}
@@ -69,9 +100,7 @@ func (t walletTx) GetKey(ctx context.Context, player, key string) (*wallet.KeyRe
 }
 
 func (t walletTx) UpdateKey(ctx context.Context, k *wallet.KeyRecord) error {
-	res, err := t.exec(ctx, `UPDATE wallet_idempotency_keys SET fingerprint=$3, state=$4, owner=$5, locked_until=$6,
-		status=$7, body=$8, effect_id=$9, created_at=$10, expires_at=$11 WHERE player_id=$1 AND key=$2`,
-		k.Player, k.Key, k.Fingerprint, string(k.State), k.Owner, us(k.LockedUntil), k.Status, k.Body, k.EffectID, us(k.CreatedAt), us(k.ExpiresAt))
+	res, err := t.exec(ctx, updateKeySQL, keyArgs(k)...)
 	if err != nil {
 		return err
 	}
@@ -101,24 +130,18 @@ func (t walletTx) PurgeKeys(ctx context.Context, before time.Time, limit int) (i
 func (t walletTx) LockAccounts(context.Context, []wallet.AccountKey) error { return nil }
 
 func (t walletTx) ApplyTransaction(ctx context.Context, txn *wallet.Transaction) ([]buzzer.Amount, error) {
-	dj, dh, da, ds := decisionCols(txn.Decision)
-	if _, err := t.exec(ctx, `INSERT INTO wallet_transactions (id, kind, player_id, reference, effect_key, created_at,
-			decision_jurisdiction, decision_token_hash, decision_at, decision_source) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)`,
-		txn.ID, string(txn.Kind), txn.Player, txn.Reference, txn.EffectKey, us(txn.CreatedAt), dj, dh, da, ds); err != nil {
+	if _, err := t.exec(ctx, insertTxnSQL, txnArgs(txn)...); err != nil {
 		return nil, err
 	}
 	out := make([]buzzer.Amount, len(txn.Postings))
 	for i, p := range txn.Postings {
 		k := p.Account
-		if _, err := t.exec(ctx, `INSERT INTO wallet_postings (account_id, txn_id, owner, amount, created_at) VALUES ($1,$2,$3,$4,$5)`,
-			k.ID(), txn.ID, k.Owner, int64(p.Amount), us(txn.CreatedAt)); err != nil {
+		id := k.ID()
+		if _, err := t.exec(ctx, insertPostingSQL, id, txn.ID, k.Owner, int64(p.Amount), us(txn.CreatedAt)); err != nil {
 			return nil, err
 		}
 		var bal int64
-		if err := t.tx.QueryRowContext(ctx, `INSERT INTO wallet_accounts (id, owner, jurisdiction, currency, kind, bucket, balance)
-			VALUES ($1,$2,$3,$4,$5,$6,$7)
-			ON CONFLICT (id) DO UPDATE SET balance = wallet_accounts.balance + excluded.balance
-			RETURNING balance`, k.ID(), k.Owner, k.Jurisdiction, string(k.Currency), string(k.Kind), k.Bucket, int64(p.Amount)).Scan(&bal); err != nil {
+		if err := t.tx.QueryRowContext(ctx, upsertAccountSQL, accountArgs(id, k, int64(p.Amount))...).Scan(&bal); err != nil {
 			return nil, err
 		}
 		out[i] = buzzer.Amount(bal)

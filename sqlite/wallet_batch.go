@@ -30,13 +30,20 @@ func scanDecision(jur, hash sql.NullString, at sql.NullInt64, src sql.NullString
 }
 
 func (t walletTx) ClaimKeys(ctx context.Context, recs []*wallet.KeyRecord) ([]*wallet.KeyRecord, error) {
+	ins, err := t.tx.PrepareContext(ctx, insertKeySQL)
+	if err != nil {
+		return nil, err
+	}
+	defer ins.Close()
 	out := make([]*wallet.KeyRecord, len(recs))
 	for i, k := range recs {
-		ok, err := t.InsertKey(ctx, k)
+		res, err := ins.ExecContext(ctx, keyArgs(k)...)
 		if err != nil {
 			return nil, err
 		}
-		if ok {
+		if n, err := res.RowsAffected(); err != nil {
+			return nil, err
+		} else if n == 1 {
 			out[i] = k
 			continue
 		}
@@ -67,6 +74,11 @@ func (t walletTx) MarketResults(ctx context.Context, markets []string) (map[stri
 // LockBalances reads the balances; the IMMEDIATE transaction already holds
 // SQLite's single write lock.
 func (t walletTx) LockBalances(ctx context.Context, keys []wallet.AccountKey) (map[string]buzzer.Amount, error) {
+	sel, err := t.tx.PrepareContext(ctx, `SELECT balance FROM wallet_accounts WHERE id = $1`)
+	if err != nil {
+		return nil, err
+	}
+	defer sel.Close()
 	out := map[string]buzzer.Amount{}
 	for _, k := range keys {
 		id := k.ID()
@@ -74,7 +86,7 @@ func (t walletTx) LockBalances(ctx context.Context, keys []wallet.AccountKey) (m
 			continue
 		}
 		var bal int64
-		err := t.tx.QueryRowContext(ctx, `SELECT balance FROM wallet_accounts WHERE id = $1`, id).Scan(&bal)
+		err := sel.QueryRowContext(ctx, id).Scan(&bal)
 		if errors.Is(err, sql.ErrNoRows) {
 			continue
 		}
@@ -86,9 +98,16 @@ func (t walletTx) LockBalances(ctx context.Context, keys []wallet.AccountKey) (m
 	return out, nil
 }
 
+// ApplyBatch writes a group commit's members as ApplyTransaction, InsertBet
+// and UpdateKey would one at a time, with each statement prepared once per
+// batch (parsing SQL was most of a batch's cost) and each account's balance
+// updated once with the sum of its postings: the house buckets that every
+// member posts to take one write per batch, not one per member. The
+// wallet checked every member's balances in posting order before this, so
+// the sums leave the same balances as the postings applied one by one.
 func (t walletTx) ApplyBatch(ctx context.Context, txns []*wallet.Transaction, bets []*wallet.Bet, keys []*wallet.KeyRecord) error {
-	for _, txn := range txns {
-		if _, err := t.ApplyTransaction(ctx, txn); err != nil {
+	if len(txns) > 0 {
+		if err := t.applyTransactions(ctx, txns); err != nil {
 			return err
 		}
 	}
@@ -97,8 +116,70 @@ func (t walletTx) ApplyBatch(ctx context.Context, txns []*wallet.Transaction, be
 			return err
 		}
 	}
+	if len(keys) == 0 {
+		return nil
+	}
+	upd, err := t.tx.PrepareContext(ctx, updateKeySQL)
+	if err != nil {
+		return err
+	}
+	defer upd.Close()
 	for _, k := range keys {
-		if err := t.UpdateKey(ctx, k); err != nil {
+		res, err := upd.ExecContext(ctx, keyArgs(k)...)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return buzzer.Errorf(buzzer.ENOTFOUND, "no such idempotency key")
+		}
+	}
+	return nil
+}
+
+func (t walletTx) applyTransactions(ctx context.Context, txns []*wallet.Transaction) error {
+	insTxn, err := t.tx.PrepareContext(ctx, insertTxnSQL)
+	if err != nil {
+		return err
+	}
+	defer insTxn.Close()
+	insPosting, err := t.tx.PrepareContext(ctx, insertPostingSQL)
+	if err != nil {
+		return err
+	}
+	defer insPosting.Close()
+	type delta struct {
+		k      wallet.AccountKey
+		amount int64
+	}
+	var order []string
+	deltas := map[string]*delta{}
+	for _, txn := range txns {
+		if _, err := insTxn.ExecContext(ctx, txnArgs(txn)...); err != nil {
+			return err
+		}
+		for _, p := range txn.Postings {
+			id := p.Account.ID()
+			if _, err := insPosting.ExecContext(ctx, id, txn.ID, p.Account.Owner, int64(p.Amount), us(txn.CreatedAt)); err != nil {
+				return err
+			}
+			d := deltas[id]
+			if d == nil {
+				d = &delta{k: p.Account}
+				deltas[id] = d
+				order = append(order, id)
+			}
+			d.amount += int64(p.Amount)
+		}
+	}
+	upsert, err := t.tx.PrepareContext(ctx, upsertAccountSQL)
+	if err != nil {
+		return err
+	}
+	defer upsert.Close()
+	for _, id := range order {
+		d := deltas[id]
+		var bal int64
+		if err := upsert.QueryRowContext(ctx, accountArgs(id, d.k, d.amount)...).Scan(&bal); err != nil {
 			return err
 		}
 	}
