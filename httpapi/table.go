@@ -298,14 +298,29 @@ func tableChooseSeat(v table.View, player string, a table.Action) (int, error) {
 
 // tableApplied reports whether req was already applied: the table's event
 // right after req.Seq is this seat's same decision, made by the player (not
-// a timeout's default). It returns the current snapshot when so.
+// a timeout's default). A table's seats bet at once, so for a bet the other
+// seats' bets of the same round that came between are passed over. It
+// returns the current snapshot when so.
 func tableApplied(ctx context.Context, svc *table.Service, id string, req table.Request) (bool, table.View) {
-	evs, err := svc.Events(ctx, id, req.Seq, 1)
-	if err != nil || len(evs) != 1 {
+	limit := 1
+	if req.Action == table.PlaceBet {
+		limit = 64
+	}
+	evs, err := svc.Events(ctx, id, req.Seq, limit)
+	if err != nil || len(evs) == 0 {
 		return false, table.View{}
 	}
-	e := evs[0]
-	if e.Seq != req.Seq+1 || e.Round != req.Round || e.Seat != req.Seat || e.Timeout {
+	i := 0
+	if req.Action == table.PlaceBet {
+		for i < len(evs) && evs[i].Kind == table.EventBet && evs[i].Round == req.Round && evs[i].Seat != req.Seat {
+			i++
+		}
+	}
+	if i == len(evs) {
+		return false, table.View{}
+	}
+	e := evs[i]
+	if e.Seq != req.Seq+int64(i)+1 || e.Round != req.Round || e.Seat != req.Seat || e.Timeout {
 		return false, table.View{}
 	}
 	switch {

@@ -523,3 +523,28 @@ func FuzzTableActionBody(f *testing.F) {
 		}
 	})
 }
+
+// A table's seats bet at once: a bet made on a view that only other seats'
+// bets have moved on is taken, and its resend is recognised and replayed
+// past those bets, charging nothing more.
+func TestTableConcurrentBetsReplay(t *testing.T) {
+	r := newTableRig(t, "ann", "bob")
+	h := r.h
+	tableView(t, tableCall(t, h, "POST", "/v1/tables/bj/seats", "ann", "", `{"seat":1}`), http.StatusCreated)
+	v := tableView(t, tableCall(t, h, "POST", "/v1/tables/bj/seats", "bob", "", `{"seat":2}`), http.StatusCreated)
+	annBet := tableAction(v.Round, v.Seq, table.PlaceBet, 1000)
+	bobBet := tableAction(v.Round, v.Seq, table.PlaceBet, 2000) // the same view: bob has not seen ann's bet
+	tableView(t, tableCall(t, h, "POST", "/v1/tables/bj/actions", "ann", "ann-bet", annBet), 200)
+	tableView(t, tableCall(t, h, "POST", "/v1/tables/bj/actions", "bob", "bob-bet", bobBet), 200)
+	for _, c := range []struct{ player, key, body string }{{"bob", "bob-bet", bobBet}, {"ann", "ann-bet", annBet}} {
+		rec := tableCall(t, h, "POST", "/v1/tables/bj/actions", c.player, c.key, c.body)
+		if rec.Code != 200 || rec.Header().Get("Idempotent-Replayed") != "true" {
+			t.Fatalf("%s's resent bet: %d %s", c.player, rec.Code, rec.Body)
+		}
+	}
+	if r.wallet.balance["ann"] != 10_000_000-1000 || r.wallet.balance["bob"] != 10_000_000-2000 {
+		t.Fatalf("balances after resends: ann %d, bob %d", r.wallet.balance["ann"], r.wallet.balance["bob"])
+	}
+	// A second bet by a seat that has bet is refused, not replayed.
+	r.conflict(t, tableCall(t, h, "POST", "/v1/tables/bj/actions", "bob", "bob-bet-2", tableAction(v.Round, v.Seq, table.PlaceBet, 3000)), table.ReasonStaleSeq)
+}

@@ -121,7 +121,9 @@ const (
 // then Service.mu; each may be skipped, none is taken in reverse, and only
 // Close takes renewMu under mu. The table lock is held across a state
 // change, including its wallet and store calls, which is what makes this
-// node the table's single writer. renewMu serializes lease renewals across
+// node the table's single writer; the one exception is a bet's debit, made
+// between two locked changes (its stored intent, then the bet), so that a
+// table's seats bet at once. renewMu serializes lease renewals across
 // the store's Renew or Acquire; a renewal never takes the table lock, so it
 // never waits behind a wallet call (a wallet slower than half the lease TTL
 // would otherwise cost the node its lease under load). leaseMu guards only
@@ -145,6 +147,11 @@ type handle struct {
 	view atomic.Pointer[state]
 
 	renewMu sync.Mutex // serializes renewals; never held with mu
+
+	// debiting holds the keys of the bet debits this node's requests are
+	// making outside the table lock (guarded by mu): recovery leaves them
+	// to their requests.
+	debiting map[string]bool
 
 	leaseMu sync.Mutex // guards the fields below; no I/O under it
 	lease   Lease
@@ -178,7 +185,16 @@ type state struct {
 	Game          *Round        `json:"game,omitempty"`
 	Shoe          *Shoe         `json:"shoe,omitempty"`
 	Pending       *pendingDebit `json:"pending,omitempty"`
-	Credits       []WalletOp    `json:"credits,omitempty"`
+	// Bets are bet stakes whose debits were started and not yet applied:
+	// a table's seats bet at once, each debit outside the table lock.
+	Bets    []pendingDebit `json:"pending_bets,omitempty"`
+	Credits []WalletOp     `json:"credits,omitempty"`
+	// LastNonBet is the sequence number of the table's last event that was
+	// not a bet (0: not known, as in a state stored before it was kept). A
+	// bet made on a view no older than it differs from the table only by
+	// other seats' bets of the same round, which do not change what it
+	// means, so it is not refused as stale.
+	LastNonBet int64 `json:"last_non_bet,omitempty"`
 }
 
 type seatState struct {
@@ -326,6 +342,7 @@ func (st *state) clone() *state {
 	c := *st
 	c.Seats = slices.Clone(st.Seats)
 	c.Credits = slices.Clone(st.Credits)
+	c.Bets = slices.Clone(st.Bets)
 	c.Shoe = cloneShoe(st.Shoe)
 	if st.Pending != nil {
 		p := *st.Pending
@@ -357,6 +374,9 @@ func (s *Service) commit(ctx context.Context, h *handle, st *state, events []Eve
 	for i := range events {
 		st.Seq++
 		events[i].Seq, events[i].Table, events[i].Round, events[i].At = st.Seq, st.Table, st.Round, now
+		if events[i].Kind != EventBet {
+			st.LastNonBet = st.Seq
+		}
 	}
 	b, err := json.Marshal(st)
 	if err != nil {
@@ -378,10 +398,19 @@ func (s *Service) commit(ctx context.Context, h *handle, st *state, events []Eve
 	return nil
 }
 
-// recover finishes unresolved wallet work: a pending stake, then payouts.
+// recover finishes unresolved wallet work: a pending stake, the bet stakes
+// no request of this node is debiting, then payouts.
 func (s *Service) recover(ctx context.Context, h *handle) error {
 	if err := s.resolvePending(ctx, h); err != nil {
 		return err
+	}
+	for _, p := range h.st.Bets {
+		if h.debiting[p.Op.Key] {
+			continue
+		}
+		if err := s.finishBet(ctx, h, p.Op.Key, s.d.Wallet.Debit(ctx, p.Op)); err != nil {
+			return err
+		}
 	}
 	return s.payCredits(ctx, h)
 }
@@ -411,6 +440,9 @@ func (s *Service) Leave(ctx context.Context, table, player string, seat int) (Vi
 		ss := st.seat(seat)
 		if ss == nil || ss.Player != player {
 			return nil, buzzer.Errorf(buzzer.ENOTFOUND, "you are not in seat %d", seat)
+		}
+		if st.betPending(seat) {
+			return nil, buzzer.Errorf(buzzer.ECONFLICT, "your bet is being placed; the seat leaves after this round")
 		}
 		if ss.Bet > 0 {
 			if st.Game == nil {
@@ -469,6 +501,9 @@ func (s *Service) Act(ctx context.Context, table string, req Request) (View, err
 	if err != nil {
 		return View{}, err
 	}
+	if req.Action == PlaceBet {
+		return s.bet(ctx, h, req)
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err := s.sync(ctx, h); err != nil {
@@ -516,6 +551,125 @@ func (s *Service) Act(ctx context.Context, table string, req Request) (View, err
 		return View{}, err
 	}
 	return h.st.view(), nil
+}
+
+// bet places a bet. Its stake intent is stored under the table lock, the
+// debit is made outside it, so that the seats of a table bet at once (each
+// waits for its own debit, not for the others'), and the bet is applied
+// under the lock again. A node dying between the debit and the apply
+// leaves the intent stored: whichever node holds the table next finishes
+// it with the same key, as for any stake.
+func (s *Service) bet(ctx context.Context, h *handle, req Request) (View, error) {
+	h.mu.Lock()
+	locked := true
+	defer func() {
+		if locked {
+			h.mu.Unlock()
+		}
+	}()
+	if err := s.sync(ctx, h); err != nil {
+		return View{}, err
+	}
+	if err := s.recover(ctx, h); err != nil {
+		return View{}, err
+	}
+	st := h.load()
+	if (req.Round != 0 && req.Round != st.Round) || (req.Seq != 0 && req.Seq != st.Seq && !st.betStillOpen(req)) {
+		return View{}, buzzer.Errorf(buzzer.ECONFLICT, "the table has moved on (round %d, seq %d)", st.Round, st.Seq).WithReason(ReasonStaleSeq)
+	}
+	if st.betPending(req.Seat) {
+		return View{}, buzzer.Errorf(buzzer.ECONFLICT, "seat %d has already bet this round", req.Seat)
+	}
+	// Validate on a scratch copy and learn the stake.
+	scratch := h.load()
+	op, err := s.stakeOf(scratch, req)
+	if err != nil {
+		return View{}, err
+	}
+	if _, err := s.apply(scratch, req, s.d.Clock.Now(), false); err != nil {
+		return View{}, err
+	}
+	st.Bets = append(st.Bets, pendingDebit{Op: *op, Req: req})
+	if err := s.commit(ctx, h, st, nil); err != nil {
+		return View{}, err
+	}
+	if h.debiting == nil {
+		h.debiting = map[string]bool{}
+	}
+	h.debiting[op.Key] = true
+	h.mu.Unlock()
+	locked = false
+	derr := s.d.Wallet.Debit(ctx, *op)
+	h.mu.Lock()
+	locked = true
+	delete(h.debiting, op.Key)
+	if err := s.sync(ctx, h); err != nil {
+		return View{}, err
+	}
+	if err := s.finishBet(ctx, h, op.Key, derr); err != nil {
+		return View{}, err
+	}
+	if err := s.payCredits(ctx, h); err != nil {
+		return View{}, err
+	}
+	return h.st.view(), nil
+}
+
+// finishBet applies the bet whose stake intent has key, given its debit's
+// outcome derr: an unknown outcome keeps the intent (a later request or
+// Tick tries again), a refusal drops it. Caller holds h.mu.
+func (s *Service) finishBet(ctx context.Context, h *handle, key string, derr error) error {
+	st := h.load()
+	i := slices.IndexFunc(st.Bets, func(p pendingDebit) bool { return p.Op.Key == key })
+	if i < 0 {
+		return nil // finished already (by recovery)
+	}
+	p := st.Bets[i]
+	if derr != nil && uncertain(derr) {
+		return buzzer.Wrap(derr, buzzer.EUNAVAILABLE, "the wallet did not confirm the stake; it will be retried").WithReason(ReasonInFlight)
+	}
+	st.Bets = slices.Delete(st.Bets, i, i+1)
+	if derr != nil {
+		if err := s.commit(ctx, h, st, nil); err != nil {
+			return err
+		}
+		return derr
+	}
+	events, err := s.apply(st, p.Req, s.d.Clock.Now(), false)
+	if err != nil {
+		// Nothing a pending bet's seat can do changes its bet, and the deal
+		// waits for pending bets, so this is a bug: give the stake back.
+		refund := p.Op
+		refund.Action += "/refund"
+		refund.Key = WalletKey(refund.Table, refund.Round, refund.Seat, refund.Action)
+		st = h.load()
+		st.Bets = slices.DeleteFunc(st.Bets, func(q pendingDebit) bool { return q.Op.Key == key })
+		st.Credits = append(st.Credits, refund)
+		if cerr := s.commit(ctx, h, st, nil); cerr != nil {
+			return cerr
+		}
+		return buzzer.Wrap(err, buzzer.EINTERNAL, "the stake was taken but the bet no longer applies; it is refunded")
+	}
+	return s.commit(ctx, h, st, events)
+}
+
+// betPending reports whether a bet of seat is being debited.
+func (st *state) betPending(seat int) bool {
+	return slices.ContainsFunc(st.Bets, func(p pendingDebit) bool { return p.Req.Seat == seat })
+}
+
+// betStillOpen reports whether a bet made on the view of req.Seq, older than
+// the table, means the same now: the same round, still betting, only other
+// seats' bets happened since (see state.LastNonBet), and this seat has no
+// bet. A seat that has bet since is refused as stale, not as a second bet,
+// so that a resend of a bet that was taken is recognised as one (httpapi
+// replays it).
+func (st *state) betStillOpen(req Request) bool {
+	if req.Round != st.Round || st.Game != nil || st.LastNonBet == 0 || req.Seq < st.LastNonBet || req.Seq >= st.Seq {
+		return false
+	}
+	ss := st.seat(req.Seat)
+	return ss != nil && ss.Bet == 0 && !st.betPending(req.Seat)
 }
 
 func cloneShoe(sh *Shoe) *Shoe {
@@ -788,7 +942,9 @@ func (s *Service) Tick(ctx context.Context, table string) error {
 	}
 	st := h.load()
 	switch {
-	case st.Game == nil && !st.BettingCloses.IsZero() && !now.Before(st.BettingCloses):
+	case st.Game == nil && !st.BettingCloses.IsZero() && !now.Before(st.BettingCloses) && len(st.Bets) == 0:
+		// (A bet whose debit is still running was taken in the window:
+		// the deal waits for it.)
 		if err := s.deal(ctx, h, st, now); err != nil {
 			return err
 		}
