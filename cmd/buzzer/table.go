@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -10,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net/http"
 	"os"
 	"strings"
@@ -406,25 +408,33 @@ type tablesBenchResult struct {
 	Actions         int64   `json:"actions"`
 	Rounds          int64   `json:"rounds"`
 	Conflicts       int64   `json:"conflicts"`
+	BetResends      int64   `json:"bet_resends,omitempty"`
 	Errors          int64   `json:"errors"`
 	Tables          int     `json:"tables"`
 	PlayersPerTable int     `json:"players_per_table"`
+	ThinkMs         float64 `json:"think_ms"`
 	DurationS       float64 `json:"duration_s"`
 	FirstError      string  `json:"first_error,omitempty"`
 }
 
 // tableBot plays one table's seats.
 type tableBot struct {
-	base    string
-	hc      *http.Client
-	id      string
-	tokens  map[int]string // seat -> token
-	view    table.View
-	lat     []time.Duration
-	rounds  int64
-	conf    int64
-	n       int64
-	lastErr error
+	base   string
+	hc     *http.Client
+	id     string
+	tokens map[int]string // seat -> token
+	view   table.View
+	lat    []time.Duration
+	rounds int64
+	conf   int64
+	n      int64
+	// think is the players' decision time (0: act at once). With it each
+	// decision waits a random 0.5–1.5 × think after the bot sees it due,
+	// and the seats bet at once, each after a random 0–1 × think, as
+	// players at one table do during the betting window.
+	think   time.Duration
+	rnd     *mrand.Rand
+	resends int64 // bets sent again after a 409 (think mode)
 }
 
 func (b *tableBot) get(ctx context.Context) error {
@@ -477,6 +487,8 @@ func (b *tableBot) step(ctx context.Context) error {
 				action = table.BasicStrategy(table.DefaultRules(), legal, cards, v.Dealer[0])
 			}
 		}
+	case (v.Phase == table.TableBetting || v.Phase == table.TableSettled) && b.think > 0:
+		return b.betAll(ctx)
 	case v.Phase == table.TableBetting || v.Phase == table.TableSettled:
 		for _, s := range v.Seats {
 			if _, mine := b.tokens[s.Seat]; mine && s.Bet == 0 && !s.Leaving && len(s.Hands) == 0 {
@@ -494,6 +506,9 @@ func (b *tableBot) step(ctx context.Context) error {
 		}
 		time.Sleep(wait)
 		return b.get(ctx)
+	}
+	if b.think > 0 {
+		time.Sleep(b.think/2 + time.Duration(b.rnd.Int64N(int64(b.think))))
 	}
 	b.n++
 	body := fmt.Sprintf(`{"round":%d,"seq":%d,"action":%q,"amount":%d,"seat":%d}`, v.Round, v.Seq, action, amount, seat)
@@ -524,6 +539,122 @@ func (b *tableBot) step(ctx context.Context) error {
 	}
 }
 
+// betAll bets for every seat of the bot that has not bet this round, all at
+// once, each after its own think time, then reads the table again. A bet
+// names the round and the sequence number of the newest view the bot has;
+// when another seat's bet moved the table on first, the 409 carries the
+// new view and the seat sends its bet again at once, as a player's app
+// would. A bet's latency runs from its first send to its answer, resends
+// included.
+func (b *tableBot) betAll(ctx context.Context) error {
+	v := b.view
+	var seats []int
+	for _, s := range v.Seats {
+		if _, mine := b.tokens[s.Seat]; mine && s.Bet == 0 && !s.Leaving && len(s.Hands) == 0 {
+			seats = append(seats, s.Seat)
+		}
+	}
+	if len(seats) == 0 {
+		// Every bet is in: wait for the deal.
+		wait := 50 * time.Millisecond
+		if until := time.Until(v.BettingCloses); v.Turn == nil && until > wait {
+			wait = min(until+10*time.Millisecond, time.Second)
+		}
+		time.Sleep(wait)
+		return b.get(ctx)
+	}
+	type res struct {
+		lat  time.Duration
+		code int
+		body []byte
+		err  error
+	}
+	out := make([]res, len(seats))
+	delays := make([]time.Duration, len(seats))
+	keys := make([]string, len(seats))
+	for i, seat := range seats {
+		delays[i] = time.Duration(b.rnd.Int64N(int64(b.think)))
+		b.n++
+		keys[i] = fmt.Sprintf("bench-%s-%d-%d", b.id, seat, b.n)
+	}
+	var mu sync.Mutex // guards newest and resends
+	newest, resends := v, int64(0)
+	adopt := func(body []byte) (table.View, bool) {
+		var p struct {
+			Table *table.View `json:"table"`
+		}
+		if json.Unmarshal(body, &p) != nil || p.Table == nil {
+			return table.View{}, false
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if p.Table.Seq > newest.Seq {
+			newest = *p.Table
+		}
+		return newest, true
+	}
+	var wg sync.WaitGroup
+	for i, seat := range seats {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			time.Sleep(delays[i])
+			mu.Lock()
+			cur := newest
+			mu.Unlock()
+			start := time.Now()
+			for attempt := 0; ; attempt++ {
+				body := fmt.Sprintf(`{"round":%d,"seq":%d,"action":%q,"amount":%d,"seat":%d}`, cur.Round, cur.Seq, table.PlaceBet, 200, seat)
+				code, resp, err := call(ctx, b.hc, http.MethodPost, b.base+"/v1/tables/"+b.id+"/actions", b.tokens[seat], keys[i], []byte(body))
+				out[i] = res{lat: time.Since(start), code: code, body: resp, err: err}
+				if err != nil {
+					return
+				}
+				if code == http.StatusOK {
+					adopt(resp)
+					return
+				}
+				if code != http.StatusConflict || attempt == 10 {
+					return
+				}
+				nv, ok := adopt(resp)
+				if !ok || nv.Round != cur.Round || nv.Phase != table.TableBetting {
+					return // the round moved on or the deal came: sit it out
+				}
+				// A new payload under the same key would be refused (422):
+				// the resend is a new request.
+				mu.Lock()
+				b.n++
+				keys[i] = fmt.Sprintf("bench-%s-%d-%d", b.id, seat, b.n)
+				resends++
+				mu.Unlock()
+				cur = nv
+			}
+		}()
+	}
+	wg.Wait()
+	b.resends += resends
+	var first error
+	for _, r := range out {
+		b.lat = append(b.lat, r.lat)
+		switch {
+		case r.err != nil:
+			first = cmp.Or(first, r.err)
+		case r.code == http.StatusOK:
+		case r.code == http.StatusConflict:
+			// The window closed before this seat's bet: the seat sits this
+			// round out, as a slow player would.
+			b.conf++
+		default:
+			first = cmp.Or(first, fmt.Errorf("POST bet on %s: %d %.200s", b.id, r.code, r.body))
+		}
+	}
+	if gerr := b.get(ctx); gerr != nil {
+		return cmp.Or(first, gerr)
+	}
+	return first
+}
+
 func runBenchTables(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench tables", flag.ContinueOnError)
 	target := fs.String("target", "http://127.0.0.1:8080", "player listener of the Buzzer to load")
@@ -534,10 +665,13 @@ func runBenchTables(ctx context.Context, args []string, stdout, stderr io.Writer
 	jurisdiction := fs.String("jurisdiction", "NJ", "jurisdiction in the players' tokens")
 	currency := fs.String("currency", "USD", "currency the bots are funded in")
 	jsonOut := fs.Bool("json", false, "print the result as JSON")
+	think := fs.Duration("think", 0, "players' decision time: each decision waits a random 0.5–1.5 × think, and a table's seats bet at once, each after a random 0–1 × think (0: every bot acts the moment it can, one seat after another)")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
 	switch {
+	case *think < 0 || *think > time.Minute:
+		return buzzer.Errorf(buzzer.EINVALID, "--think must be 0..1m")
 	case *tables < 1 || *tables > 100_000:
 		return buzzer.Errorf(buzzer.EINVALID, "--tables must be 1..100000")
 	case *perTable < 1 || *perTable > 7:
@@ -582,7 +716,7 @@ func runBenchTables(ctx context.Context, args []string, stdout, stderr io.Writer
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 64)
 	for i := range bots {
-		b := &tableBot{base: base, hc: hc, id: list.Tables[i].Table, tokens: map[int]string{}}
+		b := &tableBot{base: base, hc: hc, id: list.Tables[i].Table, tokens: map[int]string{}, think: *think, rnd: mrand.New(mrand.NewPCG(uint64(i), uint64(time.Now().UnixNano())))}
 		bots[i] = b
 		wg.Add(1)
 		go func() {
@@ -610,11 +744,12 @@ func runBenchTables(ctx context.Context, args []string, stdout, stderr io.Writer
 		}
 	}
 	var all []time.Duration
-	out := tablesBenchResult{Tables: *tables, PlayersPerTable: *perTable, DurationS: res.Elapsed.Seconds(), FirstError: res.FirstErr, Errors: res.Errors}
+	out := tablesBenchResult{Tables: *tables, PlayersPerTable: *perTable, ThinkMs: float64(*think) / float64(time.Millisecond), DurationS: res.Elapsed.Seconds(), FirstError: res.FirstErr, Errors: res.Errors}
 	for _, b := range bots {
 		all = append(all, b.lat...)
 		out.Rounds += b.rounds
 		out.Conflicts += b.conf
+		out.BetResends += b.resends
 	}
 	out.Actions = int64(len(all))
 	out.ActionsPerS = float64(len(all)) / res.Elapsed.Seconds()
@@ -626,6 +761,9 @@ func runBenchTables(ctx context.Context, args []string, stdout, stderr io.Writer
 		}
 		_, err = fmt.Fprintln(stdout, string(b))
 		return err
+	}
+	if *think > 0 {
+		fmt.Fprintf(stdout, "think %s  ", *think)
 	}
 	fmt.Fprintf(stdout, "actions/s %.0f  p50 %.2f ms  p95 %.2f ms  p99 %.2f ms  max %.2f ms  rounds %d  conflicts %d  errors %d\n",
 		out.ActionsPerS, out.P50ms, out.P95ms, out.P99ms, out.MaxMs, out.Rounds, out.Conflicts, out.Errors)

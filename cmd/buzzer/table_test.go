@@ -561,6 +561,21 @@ func TestServeTablesInMemoryAndBench(t *testing.T) {
 	if res.Actions == 0 || res.ActionsPerS <= 0 || res.P99ms < res.P50ms || res.Tables != 2 || res.Errors != 0 {
 		t.Fatalf("bench result %+v\n%s", res, errb.String())
 	}
+	// With a think time the seats of a table bet at once (each on the view
+	// the bot has, so most bets arrive on a view other seats' bets moved on).
+	out.Reset()
+	errb.Reset()
+	err = run(context.Background(), []string{"bench", "tables", "--target", player, "--data-dir", dataDir, "--tables", "2", "--players-per-table", "3", "--duration", "3s", "--think", "100ms", "--json"}, &out, &errb)
+	if err != nil {
+		t.Fatalf("bench tables --think: %v\n%s", err, errb.String())
+	}
+	res = tablesBenchResult{}
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+		t.Fatalf("bench output %q: %v", out.String(), err)
+	}
+	if res.Actions == 0 || res.ThinkMs != 100 || res.Errors != 0 || res.P99ms < res.P50ms {
+		t.Fatalf("bench --think result %+v\n%s", res, errb.String())
+	}
 	var final table.View
 	waitFor(t, "the feed follower reaching the table's state", func() bool {
 		if code, body := tableHTTP(t, app, "GET", player+"/v1/tables/"+follow, tok, "", nil, &final); code != 200 {
