@@ -3,7 +3,9 @@ package audit
 import (
 	"bytes"
 	"encoding/json"
+	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/buzzer-bet/buzzer"
 )
@@ -115,6 +117,10 @@ type TableEvent struct {
 // canonical form. The capture calls it, then Encode, inside the transaction
 // that makes the change.
 func (r *Record) SetPayload(v any) error {
+	if c, ok := canonicalPayload(v); ok {
+		r.Payload, r.canon = c, c
+		return nil
+	}
 	js, err := json.Marshal(v)
 	if err != nil {
 		return invalid("audit record %s: payload does not marshal: %v", r.ID, err)
@@ -184,4 +190,113 @@ func build(id, jurisdiction string, c Component, key string, seq uint64, at time
 		return nil, err
 	}
 	return r, nil
+}
+
+// canonicalPayload encodes the wallet's two hot payload types (a placement
+// captures one of each) straight into canonical form: members in byte
+// order of their names, omitempty as encoding/json applies it, strings as
+// appendString writes them, the same bytes as canonicalObject(json.Marshal(v))
+// (TestCanonicalPayload holds it to that) without a JSON round trip. Any
+// other value, or one with a string that is not valid UTF-8 (which
+// encoding/json would alter), reports false and takes the general path.
+func canonicalPayload(v any) ([]byte, bool) {
+	switch p := v.(type) {
+	case LedgerTransaction:
+		return p.appendCanonical(nil)
+	case *LedgerTransaction:
+		if p != nil {
+			return p.appendCanonical(nil)
+		}
+	case BetPlaced:
+		return p.appendCanonical(nil)
+	case *BetPlaced:
+		if p != nil {
+			return p.appendCanonical(nil)
+		}
+	}
+	return nil, false
+}
+
+func validStrings(ss ...string) bool {
+	for _, s := range ss {
+		if !utf8.ValidString(s) {
+			return false
+		}
+	}
+	return true
+}
+
+func appendMember(b []byte, name string) []byte {
+	b = appendString(b, name)
+	return append(b, ':')
+}
+
+func (p LedgerTransaction) appendCanonical(b []byte) ([]byte, bool) {
+	if !validStrings(p.TxID, p.Kind, p.Player, p.Reference, p.EffectKey) {
+		return nil, false
+	}
+	b = append(b, '{')
+	b = appendString(appendMember(b, "effect_key"), p.EffectKey)
+	b = appendString(appendMember(append(b, ','), "kind"), p.Kind)
+	if p.Player != "" {
+		b = appendString(appendMember(append(b, ','), "player"), p.Player)
+	}
+	b = appendMember(append(b, ','), "postings")
+	if p.Postings == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for i, q := range p.Postings {
+			if !validStrings(q.Account, string(q.Currency)) {
+				return nil, false
+			}
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(appendMember(append(b, '{'), "account"), q.Account)
+			b = strconv.AppendInt(appendMember(append(b, ','), "amount"), int64(q.Amount), 10)
+			b = appendString(appendMember(append(b, ','), "currency"), string(q.Currency))
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	}
+	if p.Reference != "" {
+		b = appendString(appendMember(append(b, ','), "reference"), p.Reference)
+	}
+	b = appendString(appendMember(append(b, ','), "tx_id"), p.TxID)
+	return append(b, '}'), true
+}
+
+func (p BetPlaced) appendCanonical(b []byte) ([]byte, bool) {
+	if !validStrings(p.BetID, p.Player, string(p.Currency), p.TxID) {
+		return nil, false
+	}
+	b = append(b, '{')
+	b = appendString(appendMember(b, "bet_id"), p.BetID)
+	b = appendString(appendMember(append(b, ','), "currency"), string(p.Currency))
+	b = appendMember(append(b, ','), "legs")
+	if p.Legs == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for i, l := range p.Legs {
+			if !validStrings(l.EventID, l.MarketID, l.SelectionID) {
+				return nil, false
+			}
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(appendMember(append(b, '{'), "event_id"), l.EventID)
+			b = appendString(appendMember(append(b, ','), "market_id"), l.MarketID)
+			b = appendString(appendMember(append(b, ','), "price"), l.Price.String())
+			b = appendString(appendMember(append(b, ','), "selection_id"), l.SelectionID)
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	}
+	b = appendString(appendMember(append(b, ','), "player"), p.Player)
+	b = strconv.AppendInt(appendMember(append(b, ','), "potential_payout"), int64(p.PotentialPayout), 10)
+	b = strconv.AppendInt(appendMember(append(b, ','), "stake"), int64(p.Stake), 10)
+	b = appendString(appendMember(append(b, ','), "tx_id"), p.TxID)
+	return append(b, '}'), true
 }
