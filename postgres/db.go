@@ -134,24 +134,36 @@ func (db *DB) InTxIsolation(ctx context.Context, iso pgx.TxIsoLevel, fn func(pgx
 }
 
 func (db *DB) inTx(ctx context.Context, iso pgx.TxIsoLevel, fn func(pgx.Tx) error) error {
-	if db.OnTx != nil {
-		defer func(start time.Time) { db.OnTx(time.Since(start)) }(time.Now())
-	}
-	obs := func(int, error) { db.retries.Add(1) }
-	return txretry.Do(ctx, db.retry, IsRetryable, obs, func(int) error {
+	return db.retrying(ctx, func() error {
 		tx, err := db.Pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: iso})
 		if err != nil {
 			return translateConnErr(err)
 		}
-		if err := fn(tx); err != nil {
-			_ = tx.Rollback(context.WithoutCancel(ctx))
-			return err
-		}
-		if err := tx.Commit(ctx); err != nil {
-			return translateConnErr(err)
-		}
-		return nil
+		return finishTx(ctx, tx, fn)
 	})
+}
+
+// retrying runs attempt (one whole transaction) until it does not lose a
+// serialization race, counting the reruns and observing the total time
+// (OnTx) as the caller waited for it.
+func (db *DB) retrying(ctx context.Context, attempt func() error) error {
+	if db.OnTx != nil {
+		defer func(start time.Time) { db.OnTx(time.Since(start)) }(time.Now())
+	}
+	obs := func(int, error) { db.retries.Add(1) }
+	return txretry.Do(ctx, db.retry, IsRetryable, obs, func(int) error { return attempt() })
+}
+
+// finishTx runs fn in tx, then commits, or rolls back if fn failed.
+func finishTx(ctx context.Context, tx pgx.Tx, fn func(pgx.Tx) error) error {
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return translateConnErr(err)
+	}
+	return nil
 }
 
 // IsRetryable reports whether err says the transaction lost a serialization

@@ -168,13 +168,17 @@ func (s *Service) commitBatch(lane int, jobs []*job) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.EffectTimeout)
 	defer cancel()
 	bucket := func(id string) int { return s.laneBucket(id, lane) }
+	inTx := s.store.InTx
+	if gs, ok := s.store.(GroupStore); ok {
+		inTx = gs.InGroupTx
+	}
 	for len(live) > 0 {
 		var (
 			out     []jobResult
 			failed  int
 			failErr error
 		)
-		err := s.store.InTx(ctx, func(tx Tx) error {
+		err := inTx(ctx, func(tx Tx) error {
 			out, failed, failErr = make([]jobResult, len(live)), -1, nil
 			i, err := s.batchTx(ctx, tx, live, bucket, out)
 			if err != nil && i >= 0 {
@@ -199,6 +203,65 @@ func (s *Service) commitBatch(lane int, jobs []*job) {
 	}
 }
 
+// GroupTx is a Tx that runs a group commit in two round trips. ReadGroup
+// claims the keys (as ClaimKeys), reads the markets' results (as
+// MarketResults) and locks the accounts (as LockBalances) together;
+// ApplyGroup then writes what the wallet decided (as ApplyBatch) and
+// releases whatever ReadGroup held for members that were not written. The
+// group commit plans its members before it knows their keys' fate, so the
+// accounts of a member whose key turns out to be a replay are locked too
+// (harmless: they are the same player's and the lane's own rows). A Tx
+// without it gets the single calls one after another.
+type GroupTx interface {
+	ReadGroup(ctx context.Context, g *GroupRead) error
+	// ApplyGroup is called once after ReadGroup, even with nothing to write.
+	ApplyGroup(ctx context.Context, g *GroupRead, txns []*Transaction, bets []*Bet, keys []*KeyRecord) error
+}
+
+// GroupStore is a Store that can start a group commit's transaction
+// without a round trip of its own: InGroupTx is InTx (SERIALIZABLE, rerun
+// on a serialization failure) whose BEGIN goes with the first statements
+// fn sends (ReadGroup's).
+type GroupStore interface {
+	InGroupTx(ctx context.Context, fn func(Tx) error) error
+}
+
+// GroupRead is one group commit's reads: the inputs, and what ReadGroup
+// fills in.
+type GroupRead struct {
+	// Claims are the key records to claim; the (Player, Key) pairs are
+	// distinct.
+	Claims []*KeyRecord
+	// Markets are the markets whose results to read (repeats allowed).
+	Markets []string
+	// Txns and Bets are every planned member's transaction and bet: those
+	// ApplyGroup gets are among them. Their postings' accounts are locked.
+	Txns []*Transaction
+	Bets []*Bet
+
+	// Stored is, in the order of Claims, the record now stored for each.
+	Stored []*KeyRecord
+	// Results are the result records of those of Markets that have one.
+	Results map[string]*MarketResult
+	// Balances are the locked accounts' balances (absent means zero).
+	Balances map[string]buzzer.Amount
+	// Held is the store's own state from ReadGroup to ApplyGroup.
+	Held any
+}
+
+// planMember builds job j's plan at now and checks its transaction.
+func (s *Service) planMember(j *job, now time.Time, bucket func(string) int, results map[string]*MarketResult) (*plan, error) {
+	p, err := j.e.plan(j.ctx, now, j.player+"/"+j.key, bucket, results)
+	if err != nil {
+		return nil, err
+	}
+	p.txn.CreatedAt = p.txn.CreatedAt.UTC()
+	if err := p.txn.Validate(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
 // batchTx runs the batch live inside tx and fills out with each member's
 // answer. An error with index i >= 0 is member i's own failure (the batch
 // is rerun without it); with i < 0 it is the store's, for everyone.
@@ -209,8 +272,40 @@ func (s *Service) batchTx(ctx context.Context, tx Tx, live []*job, bucket func(s
 		recs[i] = &KeyRecord{Player: j.player, Key: j.key, Fingerprint: j.fp, State: KeyInFlight, Owner: j.tok,
 			LockedUntil: now.Add(s.cfg.KeyLease), CreatedAt: now, ExpiresAt: now.Add(s.cfg.KeyTTL)}
 	}
-	stored, err := tx.ClaimKeys(ctx, recs)
-	if err != nil {
+	var (
+		stored  []*KeyRecord
+		results map[string]*MarketResult
+		bal     map[string]buzzer.Amount
+		err     error
+	)
+	// With a GroupTx every member is planned first (without the markets'
+	// results, which only refuse a bet: a member whose market has one is
+	// planned again below), so that its accounts are locked in the same
+	// round trip as the claims and the results are read.
+	gtx, grouped := tx.(GroupTx)
+	var (
+		pre    []*plan
+		preErr []error
+		g      *GroupRead
+	)
+	if grouped {
+		pre, preErr = make([]*plan, len(live)), make([]error, len(live))
+		g = &GroupRead{Claims: recs}
+		for i, j := range live {
+			g.Markets = append(g.Markets, j.e.markets...)
+			if pre[i], preErr[i] = s.planMember(j, now, bucket, nil); preErr[i] != nil {
+				continue
+			}
+			g.Txns = append(g.Txns, pre[i].txn)
+			if pre[i].bet != nil {
+				g.Bets = append(g.Bets, pre[i].bet)
+			}
+		}
+		if err := gtx.ReadGroup(ctx, g); err != nil {
+			return -1, err
+		}
+		stored, results, bal = g.Stored, g.Results, g.Balances
+	} else if stored, err = tx.ClaimKeys(ctx, recs); err != nil {
 		return -1, err
 	}
 	if len(stored) != len(recs) {
@@ -222,7 +317,6 @@ func (s *Service) batchTx(ctx context.Context, tx Tx, live []*job, bucket func(s
 		p       *plan
 	}
 	var run []member
-	var markets []string
 	for i, j := range live {
 		old := stored[i]
 		switch {
@@ -242,13 +336,16 @@ func (s *Service) batchTx(ctx context.Context, tx Tx, live []*job, bucket func(s
 			run = append(run, member{i: i, created: old.CreatedAt})
 		}
 	}
-	for _, m := range run {
-		markets = append(markets, live[m.i].e.markets...)
-	}
-	results := map[string]*MarketResult{}
-	if len(markets) > 0 {
-		if results, err = tx.MarketResults(ctx, markets); err != nil {
-			return -1, err
+	if !grouped {
+		var markets []string
+		for _, m := range run {
+			markets = append(markets, live[m.i].e.markets...)
+		}
+		results = map[string]*MarketResult{}
+		if len(markets) > 0 {
+			if results, err = tx.MarketResults(ctx, markets); err != nil {
+				return -1, err
+			}
 		}
 	}
 	var keys []*KeyRecord
@@ -270,10 +367,21 @@ func (s *Service) batchTx(ctx context.Context, tx Tx, live []*job, bucket func(s
 	planned := run[:0]
 	for _, m := range run {
 		j := live[m.i]
-		p, err := j.e.plan(j.ctx, now, j.player+"/"+j.key, bucket, results)
-		if err == nil {
-			p.txn.CreatedAt = p.txn.CreatedAt.UTC()
-			err = p.txn.Validate()
+		var p *plan
+		var err error
+		switch {
+		case !grouped:
+			p, err = s.planMember(j, now, bucket, results)
+		case preErr[m.i] != nil:
+			err = preErr[m.i]
+		case resulted(j.e.markets, results):
+			// Planned again with the results, it is refused: a plan that is
+			// not was never read by ReadGroup, and fails.
+			if p, err = s.planMember(j, now, bucket, results); err == nil {
+				return m.i, buzzer.Errorf(buzzer.EINTERNAL, "group commit: %s was planned again with its markets' results and not refused", j.key)
+			}
+		default:
+			p = pre[m.i]
 		}
 		if err != nil {
 			if i, err := reject(m, err); err != nil {
@@ -283,12 +391,13 @@ func (s *Service) batchTx(ctx context.Context, tx Tx, live []*job, bucket func(s
 		}
 		m.p = p
 		planned = append(planned, m)
-		for _, q := range p.txn.Postings {
-			accounts = append(accounts, q.Account)
+		if !grouped {
+			for _, q := range p.txn.Postings {
+				accounts = append(accounts, q.Account)
+			}
 		}
 	}
-	var bal map[string]buzzer.Amount
-	if len(accounts) > 0 {
+	if !grouped && len(accounts) > 0 {
 		if bal, err = tx.LockBalances(ctx, accounts); err != nil {
 			return -1, err
 		}
@@ -323,8 +432,21 @@ func (s *Service) batchTx(ctx context.Context, tx Tx, live []*job, bucket func(s
 			LockedUntil: now, Status: status, Body: body, EffectID: t.ID, CreatedAt: m.created, ExpiresAt: now.Add(s.cfg.KeyTTL)})
 		out[m.i].resp = &Response{Status: status, Body: body}
 	}
+	if grouped {
+		return -1, gtx.ApplyGroup(ctx, g, txns, bets, keys)
+	}
 	if len(keys) == 0 {
 		return -1, nil
 	}
 	return -1, tx.ApplyBatch(ctx, txns, bets, keys)
+}
+
+// resulted reports whether any of markets has a result record.
+func resulted(markets []string, results map[string]*MarketResult) bool {
+	for _, m := range markets {
+		if results[m] != nil {
+			return true
+		}
+	}
+	return false
 }
