@@ -11,7 +11,12 @@
 #   CLIENTS=64 DURATION=30s RETRY_RATE=0.1 scripts/bench-wallet.sh
 #
 # BUZZER_BIN=/path/to/buzzer uses a binary built beforehand instead of
-# building one from the work tree.
+# building one from the work tree. PROFILE_DIR=/some/dir also saves a CPU
+# profile of `serve` over the middle of the load (serve.pprof, from the
+# admin listener's /debug/pprof) and the CPU seconds that serve, the load
+# generator and PostgreSQL used during it (cpu.txt), so a run shows where
+# the two shared cores went, plus a 2 s execution trace (serve.trace) and
+# the metrics at its end (metrics.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PGURL="${PGURL:-postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable}"
@@ -60,9 +65,33 @@ server_pid=$!
 for _ in $(seq 1 100); do curl -sf 127.0.0.1:18080/readyz >/dev/null 2>&1 && break; sleep 0.2; done
 curl -sf 127.0.0.1:18080/readyz >/dev/null || { cat "$work/serve.err" >&2; exit 1; }
 log "buzzer: bench bets, $CLIENTS clients, $DURATION, retry rate $RETRY_RATE"
-bz_json="$("$work/buzzer" bench bets --target http://127.0.0.1:18080 --admin http://127.0.0.1:19090 \
+prof_pid=""
+if [ -n "${PROFILE_DIR:-}" ]; then
+  mkdir -p "$PROFILE_DIR"
+  admin_tok="$("$work/buzzer" dev admin-token --data-dir "$work/data")"
+  # Funding the players takes a few seconds before the bets start; the
+  # profile covers the middle of the betting.
+  psecs=$(( secs > 8 ? secs - 6 : secs ))
+  ( sleep 4
+    pg_cpu() { ps -C postgres -o cputimes= 2>/dev/null | awk '{s+=$1} END {print s+0}'; }
+    s0="$(ps -p "$server_pid" -o cputimes= | tr -d ' ')"; p0="$(pg_cpu)"; t0="$(date +%s.%N)"
+    curl -sf -H "Authorization: Bearer $admin_tok" -o "$PROFILE_DIR/serve.pprof" \
+      "http://127.0.0.1:19090/debug/pprof/profile?seconds=$psecs" || log "profile failed"
+    s1="$(ps -p "$server_pid" -o cputimes= | tr -d ' ')"; p1="$(pg_cpu)"; t1="$(date +%s.%N)"
+    python3 -c 'import sys; s0,s1,p0,p1,t0,t1=map(float,sys.argv[1:]); w=t1-t0; print("window_s %.1f serve_cpu_s %.1f (%.2f cores) postgres_cpu_s %.1f (%.2f cores)" % (w,s1-s0,(s1-s0)/w,p1-p0,(p1-p0)/w))' \
+      "$s0" "$s1" "$p0" "$p1" "$t0" "$t1" >"$PROFILE_DIR/cpu.txt"
+    cp "$work/buzzer" "$PROFILE_DIR/buzzer"
+    curl -sf -H "Authorization: Bearer $admin_tok" -o "$PROFILE_DIR/serve.trace" \
+      "http://127.0.0.1:19090/debug/pprof/trace?seconds=2" || true
+    curl -sf -H "Authorization: Bearer $admin_tok" -o "$PROFILE_DIR/metrics.txt" \
+      "http://127.0.0.1:19090/metrics" || true
+  ) &
+  prof_pid=$!
+fi
+bz_json="$(${PROFILE_DIR:+/usr/bin/time -f "bench_bets_cpu user_s %U sys_s %S elapsed_s %e" -a -o "$PROFILE_DIR/bench-time.txt"} "$work/buzzer" bench bets --target http://127.0.0.1:18080 --admin http://127.0.0.1:19090 \
   --data-dir "$work/data" --clients "$CLIENTS" --duration "$DURATION" --players "$PLAYERS" \
   --retry-rate "$RETRY_RATE" --json)"
+[ -n "$prof_pid" ] && wait "$prof_pid"
 log "buzzer: ledger check"
 "$work/buzzer" ledger check --store "$(db_url "$BZ_DB")" >&2
 

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -52,6 +53,27 @@ func call(ctx context.Context, c *http.Client, method, url, token, key string, b
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, b, err
+}
+
+// postBet sends one JSON POST with a bearer token and an idempotency key and
+// returns the status and the body, read into buf's storage.
+func postBet(ctx context.Context, c *http.Client, url, token, key string, body, buf []byte) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return 0, buf, err
+	}
+	// Canonical header names, set directly: no canonicalization per call.
+	req.Header["Content-Type"] = []string{"application/json"}
+	req.Header["Authorization"] = []string{"Bearer " + token}
+	req.Header["Idempotency-Key"] = []string{key}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, buf, err
+	}
+	defer resp.Body.Close()
+	b := bytes.NewBuffer(buf)
+	_, err = b.ReadFrom(resp.Body)
+	return resp.StatusCode, b.Bytes(), err
 }
 
 // selection is one open price the bench can bet on.
@@ -212,24 +234,45 @@ func runBenchBets(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 
 	var retries, dups, bets atomic.Int64
+	// The load generator shares the cores with the server, so each op does
+	// as little as it can: bodies are encoded once per selection, keys are
+	// the run, client and a counter (unique per player, as keys must be),
+	// and every client keeps its own random source and response buffer.
+	bodies := make([][]byte, len(sels))
+	for i, s := range sels {
+		bodies[i] = fmt.Appendf(nil, `{"stake":%d,"currency":%q,"price_change":"any","legs":[{"event_id":%q,"market_id":%q,"selection_id":%q,"price":%q}]}`,
+			*stake, *currency, s.Event, s.Market, s.Selection, s.Price.String())
+	}
+	type benchClientState struct {
+		r         *rand.Rand
+		prefix    string
+		n         uint64
+		buf, buf2 []byte
+	}
+	states := make([]*benchClientState, *clients)
+	for c := range states {
+		states[c] = &benchClientState{r: rand.New(rand.NewPCG(uint64(c), rand.Uint64())), prefix: run + "-" + strconv.Itoa(c) + "-"}
+	}
+	betsURL := base + "/v1/bets"
 	fmt.Fprintf(stderr, "bench: placing bets with %d clients for %s\n", *clients, *duration)
 	res := loadgen.Run(ctx, *clients, *duration, stderr, func(ctx context.Context, client int) error {
-		r := rand.New(rand.NewPCG(uint64(client), rand.Uint64()))
-		p := r.IntN(*players)
-		s := sels[r.IntN(len(sels))]
-		body := fmt.Sprintf(`{"stake":%d,"currency":%q,"price_change":"any","legs":[{"event_id":%q,"market_id":%q,"selection_id":%q,"price":%q}]}`,
-			*stake, *currency, s.Event, s.Market, s.Selection, s.Price.String())
-		key := uuid.NewString()
-		code, first, err := call(ctx, c, http.MethodPost, base+"/v1/bets", tokens[p], key, []byte(body))
+		st := states[client]
+		p := st.r.IntN(*players)
+		body := bodies[st.r.IntN(len(bodies))]
+		st.n++
+		key := st.prefix + strconv.FormatUint(st.n, 10)
+		code, first, err := postBet(ctx, c, betsURL, tokens[p], key, body, st.buf[:0])
+		st.buf = first
 		if err != nil {
 			return err
 		}
-		if r.Float64() < *retryRate {
+		if st.r.Float64() < *retryRate {
 			// The client "lost" the first response: send the same request
 			// again. It must come back byte for byte, never as a second bet.
 			retries.Add(1)
 			for attempt := 0; ; attempt++ {
-				code2, again, err := call(ctx, c, http.MethodPost, base+"/v1/bets", tokens[p], key, []byte(body))
+				code2, again, err := postBet(ctx, c, betsURL, tokens[p], key, body, st.buf2[:0])
+				st.buf2 = again
 				if err != nil {
 					return err
 				}
