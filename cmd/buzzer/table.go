@@ -413,7 +413,8 @@ type tablesBenchResult struct {
 	Tables          int     `json:"tables"`
 	PlayersPerTable int     `json:"players_per_table"`
 	ThinkMs         float64 `json:"think_ms"`
-	DurationS       float64 `json:"duration_s"`
+	WarmupS         float64 `json:"warmup_s"`
+	DurationS       float64 `json:"duration_s"` // measured, after the warm-up
 	FirstError      string  `json:"first_error,omitempty"`
 }
 
@@ -435,6 +436,17 @@ type tableBot struct {
 	think   time.Duration
 	rnd     *mrand.Rand
 	resends int64 // bets sent again after a 409 (think mode)
+	// from is when measuring starts (after the warm-up): latencies of
+	// requests sent before it are not kept.
+	from time.Time
+}
+
+// record keeps the latency of a request sent at start, unless it was sent
+// during the warm-up.
+func (b *tableBot) record(start time.Time, lat time.Duration) {
+	if !start.Before(b.from) {
+		b.lat = append(b.lat, lat)
+	}
 }
 
 func (b *tableBot) get(ctx context.Context) error {
@@ -514,7 +526,7 @@ func (b *tableBot) step(ctx context.Context) error {
 	body := fmt.Sprintf(`{"round":%d,"seq":%d,"action":%q,"amount":%d,"seat":%d}`, v.Round, v.Seq, action, amount, seat)
 	start := time.Now()
 	code, resp, err := call(ctx, b.hc, http.MethodPost, b.base+"/v1/tables/"+b.id+"/actions", b.tokens[seat], fmt.Sprintf("bench-%s-%d-%d", b.id, seat, b.n), []byte(body))
-	b.lat = append(b.lat, time.Since(start))
+	b.record(start, time.Since(start))
 	switch {
 	case err != nil:
 		return err
@@ -564,10 +576,11 @@ func (b *tableBot) betAll(ctx context.Context) error {
 		return b.get(ctx)
 	}
 	type res struct {
-		lat  time.Duration
-		code int
-		body []byte
-		err  error
+		start time.Time
+		lat   time.Duration
+		code  int
+		body  []byte
+		err   error
 	}
 	out := make([]res, len(seats))
 	delays := make([]time.Duration, len(seats))
@@ -606,7 +619,7 @@ func (b *tableBot) betAll(ctx context.Context) error {
 			for attempt := 0; ; attempt++ {
 				body := fmt.Sprintf(`{"round":%d,"seq":%d,"action":%q,"amount":%d,"seat":%d}`, cur.Round, cur.Seq, table.PlaceBet, 200, seat)
 				code, resp, err := call(ctx, b.hc, http.MethodPost, b.base+"/v1/tables/"+b.id+"/actions", b.tokens[seat], keys[i], []byte(body))
-				out[i] = res{lat: time.Since(start), code: code, body: resp, err: err}
+				out[i] = res{start: start, lat: time.Since(start), code: code, body: resp, err: err}
 				if err != nil {
 					return
 				}
@@ -636,7 +649,7 @@ func (b *tableBot) betAll(ctx context.Context) error {
 	b.resends += resends
 	var first error
 	for _, r := range out {
-		b.lat = append(b.lat, r.lat)
+		b.record(r.start, r.lat)
 		switch {
 		case r.err != nil:
 			first = cmp.Or(first, r.err)
@@ -665,6 +678,7 @@ func runBenchTables(ctx context.Context, args []string, stdout, stderr io.Writer
 	jurisdiction := fs.String("jurisdiction", "NJ", "jurisdiction in the players' tokens")
 	currency := fs.String("currency", "USD", "currency the bots are funded in")
 	jsonOut := fs.Bool("json", false, "print the result as JSON")
+	warmup := fs.Duration("warmup", 0, "play this long first without measuring (seating is never measured): lets the tables' rounds fall out of step, as independent tables are")
 	think := fs.Duration("think", 0, "players' decision time: each decision waits a random 0.5–1.5 × think, and a table's seats bet at once, each after a random 0–1 × think (0: every bot acts the moment it can, one seat after another)")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
@@ -678,6 +692,8 @@ func runBenchTables(ctx context.Context, args []string, stdout, stderr io.Writer
 		return buzzer.Errorf(buzzer.EINVALID, "--players-per-table must be 1..7")
 	case *duration <= 0:
 		return buzzer.Errorf(buzzer.EINVALID, "--duration must be > 0")
+	case *warmup < 0 || *warmup > 10*time.Minute:
+		return buzzer.Errorf(buzzer.EINVALID, "--warmup must be 0..10m")
 	case !strings.HasPrefix(*target, "http://") && !strings.HasPrefix(*target, "https://"):
 		return buzzer.Errorf(buzzer.EINVALID, "--target must be an http:// or https:// URL, got %q", *target)
 	}
@@ -733,8 +749,12 @@ func runBenchTables(ctx context.Context, args []string, stdout, stderr io.Writer
 		return buzzer.Wrap(e, buzzer.EUNAVAILABLE, "bench setup failed: %v", e)
 	}
 
-	fmt.Fprintf(stderr, "bench: playing %d tables × %d bots for %s\n", *tables, *perTable, *duration)
-	res := loadgen.Run(ctx, *tables, *duration, stderr, func(ctx context.Context, client int) error {
+	fmt.Fprintf(stderr, "bench: playing %d tables × %d bots for %s (measured after a %s warm-up)\n", *tables, *perTable, *duration, *warmup)
+	from := time.Now().Add(*warmup)
+	for _, b := range bots {
+		b.from = from
+	}
+	res := loadgen.Run(ctx, *tables, *warmup+*duration, stderr, func(ctx context.Context, client int) error {
 		return bots[client].step(ctx)
 	})
 	// The bots leave (a seat with a bet leaves when its round ends).
@@ -744,7 +764,9 @@ func runBenchTables(ctx context.Context, args []string, stdout, stderr io.Writer
 		}
 	}
 	var all []time.Duration
-	out := tablesBenchResult{Tables: *tables, PlayersPerTable: *perTable, ThinkMs: float64(*think) / float64(time.Millisecond), DurationS: res.Elapsed.Seconds(), FirstError: res.FirstErr, Errors: res.Errors}
+	measured := res.Elapsed - *warmup
+	out := tablesBenchResult{Tables: *tables, PlayersPerTable: *perTable, ThinkMs: float64(*think) / float64(time.Millisecond),
+		WarmupS: warmup.Seconds(), DurationS: measured.Seconds(), FirstError: res.FirstErr, Errors: res.Errors}
 	for _, b := range bots {
 		all = append(all, b.lat...)
 		out.Rounds += b.rounds
@@ -752,7 +774,7 @@ func runBenchTables(ctx context.Context, args []string, stdout, stderr io.Writer
 		out.BetResends += b.resends
 	}
 	out.Actions = int64(len(all))
-	out.ActionsPerS = float64(len(all)) / res.Elapsed.Seconds()
+	out.ActionsPerS = float64(len(all)) / measured.Seconds()
 	out.P50ms, out.P95ms, out.P99ms, out.MaxMs = loadgen.Percentile(all, 50), loadgen.Percentile(all, 95), loadgen.Percentile(all, 99), loadgen.Percentile(all, 100)
 	if *jsonOut {
 		b, err := json.Marshal(out)
