@@ -575,16 +575,13 @@ func (a *auditBatch) readSequences(br pgx.BatchResults) error {
 	if err != nil {
 		return err
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var k string
-		var last int64
-		if err := rows.Scan(&k, &last); err != nil {
-			return err
-		}
+	var k string
+	var last int64
+	_, err = pgx.ForEachRow(rows, []any{&k, &last}, func() error {
 		a.next[k] = uint64(last - a.counts[k] + 1)
-	}
-	return rows.Err()
+		return nil
+	})
+	return err
 }
 
 func (a *auditBatch) insert(ctx context.Context, tx pgx.Tx) error {
@@ -686,20 +683,16 @@ func (t auditedWalletTx) ReadGroup(ctx context.Context, g *wallet.GroupRead) err
 			if err != nil {
 				return err
 			}
-			defer rows.Close()
-			for rows.Next() {
-				var k string
-				var seq int64
-				if err := rows.Scan(&k, &seq); err != nil {
-					return err
-				}
+			var k string
+			var seq int64
+			if _, err := pgx.ForEachRow(rows, []any{&k, &seq}, func() error {
 				if seq == seqPlaceholder {
 					h.fresh[k], h.base[k] = true, 0
 				} else {
 					h.base[k] = uint64(seq)
 				}
-			}
-			if err := rows.Err(); err != nil {
+				return nil
+			}); err != nil {
 				return err
 			}
 			if len(h.base) != len(h.held) {
