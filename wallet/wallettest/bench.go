@@ -21,6 +21,17 @@ func BenchPlaceBets(b *testing.B, store wallet.Store, cfg wallet.Config, clients
 	for p := 0; p < players; p++ {
 		e.Deposit(b, fmt.Sprint("bp", p), 10_000_000)
 	}
+	Concurrently(b, clients, "bets/s", func(_ int, i int64) error {
+		_, err := e.Svc.PlaceBet(ctx, fmt.Sprint("bp", int(i)%players), fmt.Sprint("k", i), single("ev1", "m1", "s1", 20000, 100))
+		return err
+	})
+}
+
+// Concurrently runs op b.N times in all, from clients goroutines (client
+// is the caller's index, i the call's, from 1), and reports the throughput
+// as unit and the p50/p99 latency of one call. The first failing call
+// fails the benchmark and stops its goroutine.
+func Concurrently(b *testing.B, clients int, unit string, op func(client int, i int64) error) {
 	var next atomic.Int64
 	lat := make([][]time.Duration, clients)
 	var wg sync.WaitGroup
@@ -36,8 +47,7 @@ func BenchPlaceBets(b *testing.B, store wallet.Store, cfg wallet.Config, clients
 					return
 				}
 				t0 := time.Now()
-				_, err := e.Svc.PlaceBet(ctx, fmt.Sprint("bp", int(i)%players), fmt.Sprint("k", i), single("ev1", "m1", "s1", 20000, 100))
-				if err != nil {
+				if err := op(c, i); err != nil {
 					b.Error(err)
 					return
 				}
@@ -51,7 +61,7 @@ func BenchPlaceBets(b *testing.B, store wallet.Store, cfg wallet.Config, clients
 	all := slices.Concat(lat...)
 	slices.Sort(all)
 	if len(all) > 0 {
-		b.ReportMetric(float64(len(all))/el.Seconds(), "bets/s")
+		b.ReportMetric(float64(len(all))/el.Seconds(), unit)
 		b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50_ms")
 		b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99_ms")
 	}
