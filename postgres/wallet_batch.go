@@ -42,25 +42,14 @@ const keyColumns = `fingerprint, state, owner, locked_until, status, body, effec
 
 func (t walletTx) ClaimKeys(ctx context.Context, recs []*wallet.KeyRecord) ([]*wallet.KeyRecord, error) {
 	n := len(recs)
-	players, keys, fps, states, owners := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	locked, created, expires := make([]time.Time, n), make([]time.Time, n), make([]time.Time, n)
-	statuses, effects := make([]int32, n), make([]string, n)
-	bodies := make([][]byte, n)
-	for i, k := range recs {
-		players[i], keys[i], fps[i], states[i], owners[i] = k.Player, k.Key, k.Fingerprint, string(k.State), k.Owner
-		locked[i], created[i], expires[i] = k.LockedUntil, k.CreatedAt, k.ExpiresAt
-		statuses[i], effects[i], bodies[i] = int32(k.Status), k.EffectID, k.Body
-	}
 	// ON CONFLICT's arbiter check reads with a dirty snapshot and takes no
 	// SIREAD lock, so claiming fresh keys adds nothing to SSI's read set; a
 	// key committed meanwhile by another transaction fails the claim with
 	// 40001 and the batch is retried. Only the keys that were there already
 	// are read back, in a second statement.
-	rows, err := t.tx.Query(ctx, `INSERT INTO wallet_idempotency_keys (player_id, key, `+keyColumns+`)
-		SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TIMESTAMPTZ[], $7::INT[], $8::BYTEA[], $9::TEXT[], $10::TIMESTAMPTZ[], $11::TIMESTAMPTZ[])
-		ON CONFLICT (player_id, key) DO NOTHING
-		RETURNING player_id, key`,
-		players, keys, fps, states, owners, locked, statuses, bodies, effects, created, expires)
+	sql, args := keyUpsert(recs, `ON CONFLICT (player_id, key) DO NOTHING
+		RETURNING player_id, key`)
+	rows, err := t.tx.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -97,14 +86,10 @@ func (t walletTx) ClaimKeys(ctx context.Context, recs []*wallet.KeyRecord) ([]*w
 	defer rows.Close()
 	found := map[[2]string]*wallet.KeyRecord{}
 	for rows.Next() {
-		k := &wallet.KeyRecord{}
-		var state string
-		var status int32
-		if err := rows.Scan(&k.Player, &k.Key, &k.Fingerprint, &state, &k.Owner, &k.LockedUntil, &status, &k.Body, &k.EffectID, &k.CreatedAt, &k.ExpiresAt); err != nil {
+		k, err := scanKey(rows)
+		if err != nil {
 			return nil, err
 		}
-		k.State, k.Status = wallet.KeyState(state), int(status)
-		k.LockedUntil, k.CreatedAt, k.ExpiresAt = utc(k.LockedUntil), utc(k.CreatedAt), utc(k.ExpiresAt)
 		found[[2]string{k.Player, k.Key}] = k
 	}
 	if err := rows.Err(); err != nil {
@@ -226,6 +211,13 @@ func (t walletTx) readGroup(ctx context.Context, g *wallet.GroupRead, extra *gro
 // queueKeyUpsert queues the multi-row insert of recs followed by conflict
 // (its ON CONFLICT clause and any RETURNING).
 func queueKeyUpsert(b *pgx.Batch, recs []*wallet.KeyRecord, conflict string) {
+	sql, args := keyUpsert(recs, conflict)
+	b.Queue(sql, args...)
+}
+
+// keyUpsert is the multi-row insert of recs followed by conflict, with its
+// arguments (one array per column).
+func keyUpsert(recs []*wallet.KeyRecord, conflict string) (string, []any) {
 	n := len(recs)
 	players, keys, fps, states, owners := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	locked, created, expires := make([]time.Time, n), make([]time.Time, n), make([]time.Time, n)
@@ -236,10 +228,10 @@ func queueKeyUpsert(b *pgx.Batch, recs []*wallet.KeyRecord, conflict string) {
 		locked[i], created[i], expires[i] = k.LockedUntil, k.CreatedAt, k.ExpiresAt
 		statuses[i], effects[i], bodies[i] = int32(k.Status), k.EffectID, k.Body
 	}
-	b.Queue(`INSERT INTO wallet_idempotency_keys (player_id, key, `+keyColumns+`)
+	return `INSERT INTO wallet_idempotency_keys (player_id, key, ` + keyColumns + `)
 		SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TIMESTAMPTZ[], $7::INT[], $8::BYTEA[], $9::TEXT[], $10::TIMESTAMPTZ[], $11::TIMESTAMPTZ[])
-		`+conflict,
-		players, keys, fps, states, owners, locked, statuses, bodies, effects, created, expires)
+		` + conflict,
+		[]any{players, keys, fps, states, owners, locked, statuses, bodies, effects, created, expires}
 }
 
 // scanKey reads one row of player_id, key and keyColumns.
