@@ -176,6 +176,14 @@ type wireRecord struct {
 // order), rejecting duplicate keys, unknown fields, non-integer numbers and
 // invalid UTF-8. Encode(Decode(b)) is the canonical form of b.
 func Decode(b []byte) (*Record, error) {
+	if r, ok := decodeCanonical(b); ok {
+		return r, nil
+	}
+	return decodeAny(b)
+}
+
+// decodeAny is Decode for any layout: it canonicalises b, then reads it.
+func decodeAny(b []byte) (*Record, error) {
 	canon, err := canonicalObject(b)
 	if err != nil {
 		return nil, invalid("audit record is not valid canonicalisable JSON: %v", err)
