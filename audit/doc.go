@@ -39,7 +39,10 @@
 //
 // Decode accepts any valid JSON layout of a record; Encode always produces
 // the canonical bytes; the archiver stores Encode(Decode(message)). See
-// testdata/record_v1.json for an example.
+// testdata/record_v1.json for an example. Records already in canonical form
+// (all that Buzzer captures) are read in one pass that checks the form as it
+// goes (scan.go); anything else is canonicalised first, at twenty times the
+// cost.
 //
 // # Payload contract (what the capture emits, what Replay checks)
 //
