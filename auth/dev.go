@@ -2,14 +2,10 @@ package auth
 
 import (
 	"bytes"
-	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -17,7 +13,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/buzzer-bet/buzzer"
-	"github.com/buzzer-bet/buzzer/internal/keyfile"
+	"github.com/buzzer-bet/buzzer/internal/jwkfile"
 )
 
 // Dev-mode identity: the issuer and audiences of the tokens DevKeys signs.
@@ -70,66 +66,21 @@ func LoadOrCreateDevKeys(dataDir string) (*DevKeys, error) {
 }
 
 func loadOrCreateKey(privPath, jwksPath string) (devKey, error) {
-	key, err := readPrivateJWK(privPath)
-	if errors.Is(err, fs.ErrNotExist) {
-		key, err = createPrivateJWK(privPath)
-	}
+	key, err := jwkfile.Open(privPath, rand.Reader, jwkfile.Thumbprint)
 	if err != nil {
 		return devKey{}, err
 	}
 	if err := ensureJWKS(jwksPath, key); err != nil {
 		return devKey{}, err
 	}
-	return key, nil
-}
-
-func readPrivateJWK(path string) (devKey, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return devKey{}, err
-		}
-		return devKey{}, buzzer.Wrap(err, buzzer.EUNAVAILABLE, "cannot read dev key %s", path)
-	}
-	var jwk jose.JSONWebKey
-	if err := jwk.UnmarshalJSON(data); err != nil {
-		return devKey{}, buzzer.Wrap(err, buzzer.EINVALID, "dev key %s is not a JWK", path)
-	}
-	priv, ok := jwk.Key.(ed25519.PrivateKey)
-	if !ok || jwk.Algorithm != string(jose.EdDSA) || jwk.KeyID == "" {
-		return devKey{}, buzzer.Errorf(buzzer.EINVALID, "dev key %s is not an EdDSA private JWK with a kid", path)
-	}
-	return devKey{kid: jwk.KeyID, priv: priv}, nil
-}
-
-func createPrivateJWK(path string) (devKey, error) {
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return devKey{}, buzzer.Wrap(err, buzzer.EINTERNAL, "cannot generate a dev key")
-	}
-	jwk := jose.JSONWebKey{Key: priv, Algorithm: string(jose.EdDSA), Use: "sig"}
-	tp, err := jwk.Thumbprint(crypto.SHA256)
-	if err != nil {
-		return devKey{}, buzzer.Wrap(err, buzzer.EINTERNAL, "cannot compute the dev key id")
-	}
-	jwk.KeyID = base64.RawURLEncoding.EncodeToString(tp) // RFC 7638 thumbprint: stable and unique
-	data, err := json.MarshalIndent(jwk, "", "  ")
-	if err != nil {
-		return devKey{}, buzzer.Wrap(err, buzzer.EINTERNAL, "cannot encode the dev key")
-	}
-	// If another process created the key first, theirs wins.
-	if _, _, err := keyfile.Create(path, data); err != nil {
-		return devKey{}, buzzer.Wrap(err, buzzer.EUNAVAILABLE, "cannot create dev key %s", path)
-	}
-	return readPrivateJWK(path)
+	return devKey{kid: key.ID, priv: key.Private}, nil
 }
 
 // ensureJWKS writes the public JWKS of key unless the file already holds it.
-func ensureJWKS(path string, key devKey) error {
-	jwk := jose.JSONWebKey{Key: key.priv.Public(), KeyID: key.kid, Algorithm: string(jose.EdDSA), Use: "sig"}
-	data, err := json.MarshalIndent(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{jwk}}, "", "  ")
+func ensureJWKS(path string, key jwkfile.Key) error {
+	data, err := key.JWKS()
 	if err != nil {
-		return buzzer.Wrap(err, buzzer.EINTERNAL, "cannot encode the dev JWKS")
+		return err
 	}
 	data = append(data, '\n')
 	if cur, err := os.ReadFile(path); err == nil && bytes.Equal(cur, data) {

@@ -3,13 +3,10 @@ package gateway
 import (
 	"bytes"
 	"crypto/ed25519"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -21,7 +18,7 @@ import (
 	"github.com/buzzer-bet/buzzer/auth"
 	"github.com/buzzer-bet/buzzer/geo"
 	"github.com/buzzer-bet/buzzer/httpapi"
-	"github.com/buzzer-bet/buzzer/internal/keyfile"
+	"github.com/buzzer-bet/buzzer/internal/jwkfile"
 )
 
 // DecisionHeader carries the gateway's signed geolocation decision to the
@@ -85,51 +82,23 @@ func OpenSigner(keyFile string, rand io.Reader) (*Signer, error) {
 	if err := os.MkdirAll(filepath.Dir(keyFile), 0o700); err != nil {
 		return nil, buzzer.Wrap(err, buzzer.EUNAVAILABLE, "cannot create the gateway key directory")
 	}
-	data, err := os.ReadFile(keyFile)
-	if errors.Is(err, fs.ErrNotExist) {
-		data, err = createKey(keyFile, rand)
-	}
+	key, err := jwkfile.Open(keyFile, rand, jwkfile.Prefixed("gw-"))
 	if err != nil {
-		return nil, buzzer.Wrap(err, buzzer.EUNAVAILABLE, "cannot read the gateway signing key %s", keyFile)
+		return nil, err
 	}
-	var jwk jose.JSONWebKey
-	if err := json.Unmarshal(data, &jwk); err != nil {
-		return nil, buzzer.Wrap(err, buzzer.EINVALID, "gateway signing key %s is not a JWK", keyFile)
-	}
-	priv, ok := jwk.Key.(ed25519.PrivateKey)
-	if !ok || jwk.KeyID == "" {
-		return nil, buzzer.Errorf(buzzer.EINVALID, "gateway signing key %s is not an Ed25519 private JWK with a kid", keyFile)
-	}
-	pub := jose.JSONWebKey{Key: priv.Public(), KeyID: jwk.KeyID, Algorithm: string(jose.EdDSA), Use: "sig"}
-	jwks, err := json.MarshalIndent(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{pub}}, "", "  ")
+	jwks, err := key.JWKS()
 	if err != nil {
 		return nil, err
 	}
 	if err := os.WriteFile(filepath.Join(filepath.Dir(keyFile), signerJWKSFile), append(jwks, '\n'), 0o644); err != nil {
 		return nil, buzzer.Wrap(err, buzzer.EUNAVAILABLE, "cannot write the gateway JWKS")
 	}
-	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.EdDSA, Key: priv},
-		(&jose.SignerOptions{}).WithType(decisionType).WithHeader("kid", jwk.KeyID))
+	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.EdDSA, Key: key.Private},
+		(&jose.SignerOptions{}).WithType(decisionType).WithHeader("kid", key.ID))
 	if err != nil {
 		return nil, err
 	}
-	return &Signer{kid: jwk.KeyID, priv: priv, jwks: jwks, sig: sig}, nil
-}
-
-func createKey(path string, rand io.Reader) ([]byte, error) {
-	_, priv, err := ed25519.GenerateKey(rand)
-	if err != nil {
-		return nil, err
-	}
-	sum := sha256.Sum256(priv.Public().(ed25519.PublicKey))
-	kid := "gw-" + base64.RawURLEncoding.EncodeToString(sum[:9])
-	data, err := json.MarshalIndent(jose.JSONWebKey{Key: priv, KeyID: kid, Algorithm: string(jose.EdDSA), Use: "sig"}, "", "  ")
-	if err != nil {
-		return nil, err
-	}
-	// Two processes starting at once agree on the first key.
-	cur, _, err := keyfile.Create(path, data)
-	return cur, err
+	return &Signer{kid: key.ID, priv: key.Private, jwks: jwks, sig: sig}, nil
 }
 
 // JWKS returns the public key set edges trust.

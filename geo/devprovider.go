@@ -3,19 +3,15 @@ package geo
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 
 	"github.com/go-jose/go-jose/v4"
 
-	"github.com/buzzer-bet/buzzer/internal/keyfile"
+	"github.com/buzzer-bet/buzzer/internal/jwkfile"
 )
 
 // DevIssuer is the iss the dev provider puts in its tokens.
@@ -46,23 +42,11 @@ func OpenDevProvider(dataDir string, rand io.Reader) (*DevProvider, error) {
 		return nil, fmt.Errorf("geo dev provider: %w", err)
 	}
 	keyPath := filepath.Join(dir, devKeyFile)
-	data, err := os.ReadFile(keyPath)
-	if errors.Is(err, fs.ErrNotExist) {
-		data, err = createDevKey(keyPath, rand)
-	}
+	key, err := jwkfile.Open(keyPath, rand, jwkfile.Prefixed("dev-"))
 	if err != nil {
 		return nil, fmt.Errorf("geo dev provider: %w", err)
 	}
-	var jwk jose.JSONWebKey
-	if err := json.Unmarshal(data, &jwk); err != nil {
-		return nil, fmt.Errorf("geo dev provider: decode %s: %w", keyPath, err)
-	}
-	priv, ok := jwk.Key.(ed25519.PrivateKey)
-	if !ok || jwk.KeyID == "" {
-		return nil, fmt.Errorf("geo dev provider: %s is not an Ed25519 private JWK with a kid", keyPath)
-	}
-	pub := jose.JSONWebKey{Key: priv.Public(), KeyID: jwk.KeyID, Algorithm: string(jose.EdDSA), Use: "sig"}
-	jwks, err := json.MarshalIndent(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{pub}}, "", "  ")
+	jwks, err := key.JWKS()
 	if err != nil {
 		return nil, err
 	}
@@ -73,25 +57,7 @@ func OpenDevProvider(dataDir string, rand io.Reader) (*DevProvider, error) {
 	if err := os.WriteFile(filepath.Join(dir, devJWKSFile), append(jwks, '\n'), 0o644); err != nil {
 		return nil, fmt.Errorf("geo dev provider: %w", err)
 	}
-	return &DevProvider{kid: jwk.KeyID, priv: priv, keys: keys, jwks: jwks}, nil
-}
-
-// createDevKey writes a new key without ever replacing one a concurrent
-// process created first: the key goes to a temporary file that is then
-// hard-linked into place, which fails if the name exists.
-func createDevKey(path string, rand io.Reader) ([]byte, error) {
-	_, priv, err := ed25519.GenerateKey(rand)
-	if err != nil {
-		return nil, err
-	}
-	sum := sha256.Sum256(priv.Public().(ed25519.PublicKey))
-	kid := "dev-" + base64.RawURLEncoding.EncodeToString(sum[:9])
-	data, err := json.MarshalIndent(jose.JSONWebKey{Key: priv, KeyID: kid, Algorithm: string(jose.EdDSA), Use: "sig"}, "", "  ")
-	if err != nil {
-		return nil, err
-	}
-	cur, _, err := keyfile.Create(path, data)
-	return cur, err
+	return &DevProvider{kid: key.ID, priv: key.Private, keys: keys, jwks: jwks}, nil
 }
 
 // KeyID returns the kid of the dev key.
