@@ -86,14 +86,22 @@ type TableCaptureConfig struct {
 	Jurisdiction string          // required: the node's
 	Tables       func() []string // required: the tables to capture (serve: IDPrefix1..Count)
 	Batch        int             // events per table per transaction (256)
-	Poll         time.Duration   // pause after a pass that found nothing (100 ms)
-	RetryMax     time.Duration   // longest pause after failing passes (5 s)
-	OpTimeout    time.Duration   // bound on one table's transaction (10 s)
+	// TablesPerTx is how many busy tables one transaction captures once
+	// their cursors are known (64): a floor of a thousand tables in play
+	// would otherwise take a thousand store commits, each an fsync on the
+	// writer the wallet's debits wait for, every pass.
+	TablesPerTx int
+	Poll        time.Duration // pause after a pass that found nothing (100 ms)
+	RetryMax    time.Duration // longest pause after failing passes (5 s)
+	OpTimeout   time.Duration // bound on one table's transaction (10 s)
 }
 
 func (c TableCaptureConfig) withDefaults() TableCaptureConfig {
 	if c.Batch == 0 {
 		c.Batch = 256
+	}
+	if c.TablesPerTx == 0 {
+		c.TablesPerTx = 64
 	}
 	if c.Poll == 0 {
 		c.Poll = 100 * time.Millisecond
@@ -128,8 +136,8 @@ func NewTableCapture(cfg TableCaptureConfig, tables TableLog, inTx OutboxTx, reg
 	switch {
 	case cfg.Jurisdiction == "" || cfg.Tables == nil || tables == nil || inTx == nil:
 		return nil, buzzer.Errorf(buzzer.EINVALID, "table capture needs a jurisdiction, a table list, a table log and an outbox")
-	case cfg.Batch < 1 || cfg.Batch > 10000 || cfg.Poll <= 0 || cfg.RetryMax <= 0 || cfg.OpTimeout <= 0:
-		return nil, buzzer.Errorf(buzzer.EINVALID, "table capture: batch must be 1..10000 and durations positive")
+	case cfg.Batch < 1 || cfg.Batch > 10000 || cfg.TablesPerTx < 1 || cfg.TablesPerTx > 10000 || cfg.Poll <= 0 || cfg.RetryMax <= 0 || cfg.OpTimeout <= 0:
+		return nil, buzzer.Errorf(buzzer.EINVALID, "table capture: batch and tables per transaction must be 1..10000 and durations positive")
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -156,11 +164,17 @@ func NewTableCapture(cfg TableCaptureConfig, tables TableLog, inTx OutboxTx, reg
 // captured, at most Batch per table, and returns how many it captured. A
 // table whose events cannot be read (trimmed, store down) is skipped and
 // the first such error returned after the others were captured.
+//
+// A busy table whose cursor this capture already knows (every table after
+// the first pass) has its events read outside any store transaction, and
+// up to TablesPerTx such tables are written in one. Anything unusual — a
+// table not seen yet, a log behind its cursor, a read that fails, a group
+// whose transaction fails — goes through captureTable, one transaction per
+// table, which reads the outbox's own cursor and reports what is wrong.
 func (c *TableCapture) CaptureOnce(ctx context.Context) (int, error) {
 	total := 0
 	var first error
-	for _, id := range c.cfg.Tables() {
-		n, err := c.captureTable(ctx, id)
+	note := func(n int, err error) {
 		total += n
 		if err != nil {
 			if buzzer.ErrorReason(err) == table.ReasonEventsTrimmed {
@@ -171,8 +185,104 @@ func (c *TableCapture) CaptureOnce(ctx context.Context) (int, error) {
 			}
 		}
 	}
+	var group []tableBatch
+	flush := func() {
+		for _, n := range c.captureGroup(ctx, group) {
+			note(n.n, n.err)
+		}
+		group = group[:0]
+	}
+	for _, id := range c.cfg.Tables() {
+		b, ok, busy := c.read(ctx, id)
+		switch {
+		case !ok:
+			note(c.captureTable(ctx, id))
+		case busy:
+			if group = append(group, b); len(group) == c.cfg.TablesPerTx {
+				flush()
+			}
+		}
+	}
+	if len(group) > 0 {
+		flush()
+	}
 	c.captured.Add(float64(total))
 	return total, first
+}
+
+// tableBatch is one table's events read for a grouped transaction.
+type tableBatch struct {
+	id   string
+	recs []*Record
+	last int64 // the last event's sequence
+}
+
+// read reads table id's events after its known cursor, outside any store
+// transaction. ok false means the table needs captureTable (cursor unknown,
+// or anything unusual); busy false with ok means it is idle.
+func (c *TableCapture) read(ctx context.Context, id string) (b tableBatch, ok, busy bool) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.OpTimeout)
+	defer cancel()
+	c.mu.Lock()
+	floor, known := c.floors[id]
+	c.mu.Unlock()
+	if !known {
+		return b, false, false
+	}
+	stored, err := c.log.Load(ctx, id)
+	switch {
+	case buzzer.ErrorCode(err) == buzzer.ENOTFOUND:
+		return b, floor == 0, false
+	case err != nil || stored.Seq < floor:
+		return b, false, false
+	case stored.Seq == floor:
+		return b, true, false
+	}
+	evs, err := c.log.Events(ctx, id, floor, c.cfg.Batch)
+	if err != nil || len(evs) == 0 {
+		return b, false, false
+	}
+	b = tableBatch{id: id, recs: make([]*Record, 0, len(evs)), last: evs[len(evs)-1].Seq}
+	for _, ev := range evs {
+		r, err := NewTableEventRecord(c.cfg.Jurisdiction, ev)
+		if err != nil {
+			return b, false, false
+		}
+		b.recs = append(b.recs, r)
+	}
+	return b, true, true
+}
+
+type captured struct {
+	n   int
+	err error
+}
+
+// captureGroup writes the groups' events in one transaction. The outbox
+// places each record after its key's last one and fails the transaction if
+// that is not the event's own sequence (another capturer got there first,
+// or a trim floor that could not be recorded left this cursor behind); each
+// table is then captured on its own.
+func (c *TableCapture) captureGroup(ctx context.Context, group []tableBatch) []captured {
+	tctx, cancel := context.WithTimeout(ctx, c.cfg.OpTimeout)
+	err := c.inTx(tctx, func(ob Outbox) error {
+		for i := range group {
+			if err := ob.Write(tctx, group[i].recs...); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	cancel()
+	out := make([]captured, len(group))
+	for i, b := range group {
+		if err != nil {
+			out[i].n, out[i].err = c.captureTable(ctx, b.id)
+			continue
+		}
+		out[i] = captured{len(b.recs), c.setFloor(ctx, b.id, b.last)}
+	}
+	return out
 }
 
 func (c *TableCapture) captureTable(ctx context.Context, id string) (int, error) {

@@ -3,7 +3,9 @@ package audit_test
 import (
 	"context"
 	"database/sql"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -165,5 +167,90 @@ func TestTableCaptureCopiesEveryEventOnce(t *testing.T) {
 	}
 	if _, err := c2.CaptureOnce(ctx); buzzer.ErrorReason(err) != audit.ReasonTableLogRegressed {
 		t.Fatalf("capture of a table log that went back: %v", err)
+	}
+}
+
+// TestTableCaptureGroupsBusyTables: once the capture knows the tables'
+// cursors, a pass over many busy tables takes one store transaction per
+// TablesPerTx tables, not one per table; a group whose transaction fails
+// because one table's cursor moved under it (another capturer) falls back
+// to one transaction per table, and every event is still captured once.
+func TestTableCaptureGroupsBusyTables(t *testing.T) {
+	ctx := context.Background()
+	db := enginetest.SQLite(t)
+	store := inmem.NewTableStore(buzzer.SystemClock{}, inmem.TableStoreConfig{Retain: 4, MaxRetain: 100})
+	w := &tableWriter{t: t, store: store, lease: map[string]table.Lease{}, ver: map[string]int64{}, seq: map[string]int64{}}
+	var ids []string
+	for i := range 50 {
+		ids = append(ids, "t"+strconv.Itoa(i))
+	}
+	var txs atomic.Int64
+	inTx := func(ctx context.Context, fn func(audit.Outbox) error) error {
+		txs.Add(1)
+		return db.InTx(ctx, func(tx *sql.Tx) error { return fn(sqlite.NewOutbox(tx)) })
+	}
+	cfg := audit.TableCaptureConfig{Jurisdiction: "US-NJ", Tables: func() []string { return ids }, TablesPerTx: 16}
+	c, err := audit.NewTableCapture(cfg, store, inTx, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pass := func(want int) int64 {
+		t.Helper()
+		before := txs.Load()
+		if n, err := c.CaptureOnce(ctx); err != nil || n != want {
+			t.Fatalf("CaptureOnce = %d, %v; want %d", n, err, want)
+		}
+		return txs.Load() - before
+	}
+	for _, id := range ids {
+		w.add(id, 3)
+	}
+	if n := pass(150); n != 50 {
+		t.Fatalf("first pass (cursors unknown) took %d transactions, want one per table", n)
+	}
+	for _, id := range ids {
+		w.add(id, 2)
+	}
+	if n := pass(100); n != 4 {
+		t.Fatalf("a pass over 50 busy tables took %d transactions, want 4 (16 tables each)", n)
+	}
+	if n := pass(0); n != 0 {
+		t.Fatalf("an idle pass took %d transactions", n)
+	}
+
+	// Another capturer takes t3's new events first: this capture's group
+	// holding t3 fails, and its tables are captured one by one.
+	for _, id := range ids {
+		w.add(id, 1)
+	}
+	other, err := audit.NewTableCapture(audit.TableCaptureConfig{Jurisdiction: "US-NJ", Tables: func() []string { return []string{"t3"} }}, store, inTx, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := other.CaptureOnce(ctx); err != nil || n != 1 {
+		t.Fatalf("other capturer: %d, %v", n, err)
+	}
+	if n := pass(49); n != 4+16 {
+		t.Fatalf("a pass with one failed group took %d transactions, want 4 + 16", n)
+	}
+	pending, err := sqlite.NewAuditOutbox(db).Pending(ctx, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := audit.NewState()
+	for _, p := range pending {
+		r, err := audit.DecodeCanonical(p.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Apply(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(pending) != 50*6 {
+		t.Fatalf("%d records captured, want %d", len(pending), 50*6)
+	}
+	if d, err := audit.Compare(ctx, st, audit.TableLogState{Log: store, Tables: func() []string { return ids }}); err != nil || len(d) != 0 {
+		t.Fatalf("captured tables differ from the store: %v %v", d, err)
 	}
 }
