@@ -1,6 +1,7 @@
 package buzzer
 
 import (
+	"context"
 	"errors"
 	"fmt"
 )
@@ -76,6 +77,11 @@ func ErrorCode(err error) string {
 	if errors.As(err, &e) {
 		return e.Code
 	}
+	// A deadline that ran out before anything said why is still a timeout:
+	// the caller may retry (504), it is not a fault of ours (500).
+	if errors.Is(err, context.DeadlineExceeded) {
+		return ETIMEOUT
+	}
 	return EINTERNAL
 }
 
@@ -97,6 +103,9 @@ func ErrorMessage(err error) string {
 	var e *Error
 	if errors.As(err, &e) {
 		return e.Message
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "The operation did not finish in time."
 	}
 	return "Internal error."
 }
