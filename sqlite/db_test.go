@@ -59,3 +59,60 @@ func TestMigrateIsIdempotent(t *testing.T) {
 		t.Fatalf("core migrations recorded %d times (%v)", n, err)
 	}
 }
+
+// Transactions whose context ends mid-way (the caller gives up between two
+// writes) are all or nothing, and the connections they ran on stay usable
+// for the next ones: every pair of rows is whole.
+func TestInTxCancelledTransactionsLeaveNoHalf(t *testing.T) {
+	db := enginetest.SQLite(t)
+	if _, err := db.SQL.Exec("CREATE TABLE pairs (id INTEGER NOT NULL, half INTEGER NOT NULL, PRIMARY KEY (id, half))"); err != nil {
+		t.Fatal(err)
+	}
+	const workers, each = 8, 40
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				id := w*each + i
+				ctx, cancel := context.WithCancel(context.Background())
+				err := db.InTx(ctx, func(tx *sql.Tx) error {
+					if _, err := tx.ExecContext(ctx, "INSERT INTO pairs VALUES ($1, 0)", id); err != nil {
+						return err
+					}
+					if id%3 == 0 {
+						cancel() // the caller gives up between the two halves
+					}
+					_, err := tx.ExecContext(ctx, "INSERT INTO pairs VALUES ($1, 1)", id)
+					return err
+				})
+				cancel()
+				if err != nil && id%3 != 0 {
+					t.Errorf("pair %d: %v", id, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	var halves, whole int
+	if err := db.SQL.QueryRow("SELECT count(*) FROM (SELECT id FROM pairs GROUP BY id HAVING count(*) = 1)").Scan(&halves); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.SQL.QueryRow("SELECT count(*) FROM (SELECT id FROM pairs GROUP BY id HAVING count(*) = 2)").Scan(&whole); err != nil {
+		t.Fatal(err)
+	}
+	if halves != 0 {
+		t.Fatalf("%d pairs are half written", halves)
+	}
+	if want := workers * each * 2 / 3; whole < want {
+		t.Fatalf("%d whole pairs, want at least the %d never cancelled", whole, want)
+	}
+	// The store still takes writes after all of that.
+	if err := db.InTx(context.Background(), func(tx *sql.Tx) error {
+		_, err := tx.Exec("INSERT INTO pairs VALUES (-1, 0), (-1, 1)")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
