@@ -54,6 +54,31 @@ func writePub(t *testing.T, dataDir string) string {
 	return path
 }
 
+// verifiedArchive checks that the archive a node wrote under dataDir
+// verifies against its seal key, and returns the archive's directory.
+func verifiedArchive(t *testing.T, dataDir string) string {
+	t.Helper()
+	dir := filepath.Join(dataDir, "audit")
+	if out, code := runAudit(t, "audit verify", "--archive", dir, "--pubkey", writePub(t, dataDir)); code != 0 {
+		t.Fatalf("verify: exit %d %s", code, out)
+	}
+	return dir
+}
+
+// replayMatches checks that the archive in dir replays to a MATCH against
+// store, with a report that says each of want.
+func replayMatches(t *testing.T, dir, store string, want ...string) {
+	t.Helper()
+	out, code := runAudit(t, "audit replay", "--archive", dir, "--store", store)
+	ok := code == 0 && strings.Contains(out, "MATCH")
+	for _, w := range want {
+		ok = ok && strings.Contains(out, w)
+	}
+	if !ok {
+		t.Fatalf("replay: exit %d %s", code, out)
+	}
+}
+
 func TestAuditKeyAndVerifyNameAFlippedByte(t *testing.T) {
 	dataDir := t.TempDir()
 	if _, code := runAudit(t, "audit key", "--data-dir", dataDir); code != 1 {
@@ -275,14 +300,7 @@ func TestStartAuditArchivesEveryCapturedChange(t *testing.T) {
 	}
 	n.close()
 
-	pub := writePub(t, cfg.DataDir)
-	dir := filepath.Join(cfg.DataDir, "audit")
-	if out, code := runAudit(t, "audit verify", "--archive", dir, "--pubkey", pub); code != 0 {
-		t.Fatalf("verify: exit %d %s", code, out)
-	}
-	if out, code := runAudit(t, "audit replay", "--archive", dir, "--store", cfg.Store); code != 0 || !strings.Contains(out, "MATCH") {
-		t.Fatalf("replay: exit %d %s", code, out)
-	}
+	replayMatches(t, verifiedArchive(t, cfg.DataDir), cfg.Store)
 }
 
 func testutilGauge(t *testing.T, reg *prometheus.Registry, name string) float64 {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -58,14 +57,7 @@ func TestServeNodeAuditsItsMoney(t *testing.T) {
 	}
 	n.close()
 
-	dir := filepath.Join(cfg.DataDir, "audit")
-	if out, code := runAudit(t, "audit verify", "--archive", dir, "--pubkey", writePub(t, cfg.DataDir)); code != 0 {
-		t.Fatalf("verify: exit %d %s", code, out)
-	}
-	out, code := runAudit(t, "audit replay", "--archive", dir, "--store", cfg.Store)
-	if code != 0 || !strings.Contains(out, "MATCH") || !strings.Contains(out, "1 RNG logs") {
-		t.Fatalf("replay: exit %d %s", code, out)
-	}
+	replayMatches(t, verifiedArchive(t, cfg.DataDir), cfg.Store, "1 RNG logs")
 }
 
 func histogramCount(t *testing.T, reg *prometheus.Registry, name string) uint64 {

@@ -5,8 +5,6 @@ import (
 	"database/sql"
 	"fmt"
 	"log/slog"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -151,14 +149,8 @@ func TestServeNodeAuditsItsTables(t *testing.T) {
 	}
 	n.close()
 
-	dir := filepath.Join(cfg.DataDir, "audit")
-	if out, code := runAudit(t, "audit verify", "--archive", dir, "--pubkey", writePub(t, cfg.DataDir)); code != 0 {
-		t.Fatalf("verify: exit %d %s", code, out)
-	}
-	out, code := runAudit(t, "audit replay", "--archive", dir, "--store", cfg.Store)
-	if code != 0 || !strings.Contains(out, "MATCH") || !strings.Contains(out, " 1 tables") {
-		t.Fatalf("replay: exit %d %s", code, out)
-	}
+	dir := verifiedArchive(t, cfg.DataDir)
+	replayMatches(t, dir, cfg.Store, " 1 tables")
 	st, err := audit.Replay(archive.Records{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
@@ -217,10 +209,7 @@ func TestServeNodeTableAuditGap(t *testing.T) {
 	n.close()
 	store := tableAt(t, n, "bj-1")
 
-	dir := filepath.Join(cfg.DataDir, "audit")
-	if out, code := runAudit(t, "audit verify", "--archive", dir, "--pubkey", writePub(t, cfg.DataDir)); code != 0 {
-		t.Fatalf("verify: exit %d %s", code, out)
-	}
+	dir := verifiedArchive(t, cfg.DataDir)
 	st, err := audit.Replay(archive.Records{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
