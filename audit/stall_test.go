@@ -2,7 +2,6 @@ package audit_test
 
 import (
 	"context"
-	"crypto/ed25519"
 	"fmt"
 	"slices"
 	"sync"
@@ -15,7 +14,7 @@ import (
 	"github.com/buzzer-bet/buzzer/audit"
 	"github.com/buzzer-bet/buzzer/audit/audittest"
 	"github.com/buzzer-bet/buzzer/internal/enginetest"
-	"github.com/buzzer-bet/buzzer/nats"
+	"github.com/buzzer-bet/buzzer/internal/pipelinetest"
 	"github.com/buzzer-bet/buzzer/postgres"
 	"github.com/buzzer-bet/buzzer/sqlite"
 	"github.com/buzzer-bet/buzzer/wallet"
@@ -62,7 +61,7 @@ func TestStalledArchiveVolumeDoesNotHoldUpBetPlacement(t *testing.T) {
 func runStall(t *testing.T, store wallet.Store, ob audit.CaptureStore, state audit.StateReader) {
 	ctx := context.Background()
 	fsys := newGateFS()
-	tr := audittest.StartTrail(t, natsPipeline(t, ob, archive.Opener{FS: fsys}))
+	tr := audittest.StartTrail(t, pipelinetest.JetStreamWith(t, pipelinetest.Options{Outbox: ob, Log: archive.Opener{FS: fsys}}).Pipeline)
 
 	cfg := wallet.DefaultConfig()
 	cfg.Jurisdiction = "US-NJ"
@@ -179,35 +178,6 @@ func runStall(t *testing.T, store wallet.Store, ob audit.CaptureStore, state aud
 	if want := len(samples); len(got.Bets) != want {
 		t.Fatalf("replayed %d bets, %d were acknowledged", len(got.Bets), want)
 	}
-}
-
-// natsPipeline is the audit path on embedded JetStream into an archive
-// written through log.
-func natsPipeline(t *testing.T, ob audit.CaptureStore, log audit.LogOpener) audittest.Pipeline {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	ncfg := nats.DefaultConfig()
-	ncfg.StoreDir = t.TempDir()
-	conn, err := nats.Start(ctx, ncfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(conn.Close)
-	stream, err := nats.NewAuditStream(ctx, conn, nats.AuditConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := nats.NewAuditSource(ctx, conn, nats.AuditConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return audittest.Pipeline{Outbox: ob, Stream: stream, Source: src, Log: log,
-		Records: func(dir string) audit.Records { return archive.Records{Dir: dir} },
-		Verify: func(dir string, pub ed25519.PublicKey) error {
-			_, err := archive.VerifyRecords(nil, dir, pub)
-			return err
-		}}
 }
 
 func pct(ds []time.Duration, p int) time.Duration {
