@@ -181,6 +181,9 @@ type betsResult struct {
 	Players    int     `json:"players"`
 	DurationS  float64 `json:"duration_s"`
 	FirstError string  `json:"first_error,omitempty"`
+	// AuditBacklog: captured records not yet relayed to the audit stream
+	// when the run ended (with --admin).
+	AuditBacklog *int64 `json:"audit_backlog_records,omitempty"`
 }
 
 func runBenchBets(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -194,7 +197,7 @@ func runBenchBets(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	stake := fs.Int64("stake", 100, "stake per bet in minor units")
 	currency := fs.String("currency", "USD", "currency")
 	jsonOut := fs.Bool("json", false, "print the result as JSON")
-	_ = fs.String("admin", "", "admin listener (unused by bets; accepted for symmetry with the other benches)")
+	admin := fs.String("admin", "", "admin listener of --target: its /metrics gives the audit backlog left at the end (optional)")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
@@ -297,6 +300,7 @@ func runBenchBets(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		BetsPerS: float64(bets.Load()) / res.Elapsed.Seconds(), P50ms: res.P50ms, P95ms: res.P95ms, P99ms: res.P99ms,
 		Errors: res.Errors, Retries: retries.Load(), Duplicates: dups.Load(), Bets: bets.Load(),
 		Clients: *clients, Players: *players, DurationS: res.Elapsed.Seconds(), FirstError: res.FirstErr,
+		AuditBacklog: auditBacklog(ctx, *admin),
 	}
 	if *jsonOut {
 		b, _ := json.Marshal(out)

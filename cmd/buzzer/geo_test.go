@@ -200,10 +200,10 @@ func TestEdgeAdmitsOnlyTheGatewaysDecision(t *testing.T) {
 // their bets and draws on the cached decision.
 func TestBenchBotsCarryLocations(t *testing.T) {
 	dataDir := t.TempDir()
-	player, _, _ := startServe(t, dataDir)
+	player, admin, _ := startServe(t, dataDir)
 	openLeg(t, player)
 	for _, args := range [][]string{
-		{"bench", "bets", "--clients", "2", "--players", "3", "--duration", "1s", "--retry-rate", "0.5"},
+		{"bench", "bets", "--clients", "2", "--players", "3", "--duration", "1s", "--retry-rate", "0.5", "--admin", admin},
 		{"bench", "rng", "--clients", "2", "--players", "3", "--duration", "1s"},
 	} {
 		var out, errb bytes.Buffer
@@ -215,12 +215,17 @@ func TestBenchBotsCarryLocations(t *testing.T) {
 			FirstError string `json:"first_error"`
 			Bets       int64  `json:"bets"`
 			Draws      int64  `json:"draws"`
+			// bench bets with --admin: the audit it left behind.
+			AuditBacklog *int64 `json:"audit_backlog_records"`
 		}
 		// A bet may meet a market the live feed just closed (422); no
 		// request may be refused for its location or credentials.
 		if err := json.Unmarshal(out.Bytes(), &res); err != nil || res.Bets+res.Draws == 0 ||
 			strings.Contains(res.FirstError, ": 403") || strings.Contains(res.FirstError, ": 401") || strings.Contains(res.FirstError, "forbidden") {
 			t.Fatalf("%v: %s (%v), want requests and no location refusal", args, out.String(), err)
+		}
+		if args[1] == "bets" && res.AuditBacklog == nil {
+			t.Fatalf("%v: %s, want the audit backlog the run left", args, out.String())
 		}
 	}
 }

@@ -276,6 +276,12 @@ func liveEvents(ctx context.Context, base string) ([]string, error) {
 
 // scrapeCounter reads one unlabelled counter from a Prometheus text page.
 func scrapeCounter(ctx context.Context, metricsURL, name string) (uint64, bool) {
+	v, ok := scrapeValue(ctx, metricsURL, name)
+	return uint64(v), ok
+}
+
+// scrapeValue reads one unlabelled sample from a Prometheus text page.
+func scrapeValue(ctx context.Context, metricsURL, name string) (float64, bool) {
 	code, body, err := call(ctx, http.DefaultClient, http.MethodGet, metricsURL, "", "", nil)
 	if err != nil || code != http.StatusOK {
 		return 0, false
@@ -285,10 +291,29 @@ func scrapeCounter(ctx context.Context, metricsURL, name string) (uint64, bool) 
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
 			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			return uint64(f), err == nil
+			return f, err == nil
 		}
 	}
 	return 0, false
+}
+
+// auditBacklog reads, from the admin listener of the node a bench loaded,
+// how many captured records still wait to be relayed to the audit stream
+// (nil without --admin, or when the node does not say: a node holding
+// several jurisdictions labels the gauge by jurisdiction). A bench that
+// leaves a growing backlog measured a node whose audit did not keep up.
+func auditBacklog(ctx context.Context, admin string) *int64 {
+	if admin == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	v, ok := scrapeValue(ctx, strings.TrimRight(admin, "/")+"/metrics", "buzzer_audit_capture_backlog_records")
+	if !ok {
+		return nil
+	}
+	n := int64(v)
+	return &n
 }
 
 type oddsBenchPlan struct {

@@ -416,6 +416,9 @@ type tablesBenchResult struct {
 	WarmupS         float64 `json:"warmup_s"`
 	DurationS       float64 `json:"duration_s"` // measured, after the warm-up
 	FirstError      string  `json:"first_error,omitempty"`
+	// AuditBacklog: captured records not yet relayed to the audit stream
+	// when the run ended (with --admin).
+	AuditBacklog *int64 `json:"audit_backlog_records,omitempty"`
 }
 
 // tableBot plays one table's seats.
@@ -678,6 +681,7 @@ func runBenchTables(ctx context.Context, args []string, stdout, stderr io.Writer
 	jurisdiction := fs.String("jurisdiction", "NJ", "jurisdiction in the players' tokens")
 	currency := fs.String("currency", "USD", "currency the bots are funded in")
 	jsonOut := fs.Bool("json", false, "print the result as JSON")
+	admin := fs.String("admin", "", "admin listener of --target: its /metrics gives the audit backlog left at the end (optional)")
 	warmup := fs.Duration("warmup", 0, "play this long first without measuring (seating is never measured): lets the tables' rounds fall out of step, as independent tables are")
 	think := fs.Duration("think", 0, "players' decision time: each decision waits a random 0.5–1.5 × think, and a table's seats bet at once, each after a random 0–1 × think (0: every bot acts the moment it can, one seat after another)")
 	if err := parseFlags(fs, args, stderr); err != nil {
@@ -776,6 +780,7 @@ func runBenchTables(ctx context.Context, args []string, stdout, stderr io.Writer
 	out.Actions = int64(len(all))
 	out.ActionsPerS = float64(len(all)) / measured.Seconds()
 	out.P50ms, out.P95ms, out.P99ms, out.MaxMs = loadgen.Percentile(all, 50), loadgen.Percentile(all, 95), loadgen.Percentile(all, 99), loadgen.Percentile(all, 100)
+	out.AuditBacklog = auditBacklog(ctx, *admin)
 	if *jsonOut {
 		b, err := json.Marshal(out)
 		if err != nil {
