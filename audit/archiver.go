@@ -1,8 +1,10 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -12,11 +14,14 @@ import (
 	"github.com/buzzer-bet/buzzer"
 )
 
-// Message is one delivery from the audit stream. Its data is an encoded
-// Record. The archiver settles every message it fetched exactly one way:
-// Ack once the record is durably archived (or was already), Nak when it
-// arrived ahead of its predecessor on the same stream key, Reject when it
-// can never be archived (malformed or oversized).
+// Message is one delivery from the audit stream. Its data is one encoded
+// Record, or several separated by newlines (a relay batch; canonical
+// records hold no newline). The archiver settles every message it fetched
+// exactly one way: Ack once all its records are durably archived (or were
+// already), Nak when one arrived ahead of its predecessor on the same
+// stream key (the others are then recognised as archived when it comes
+// again), Reject when one can never be archived (malformed, oversized, or a
+// different record at its place).
 type Message interface {
 	Data() []byte
 	Ack(ctx context.Context) error
@@ -182,10 +187,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 
 // item is one fetched message waiting to be archived.
 type item struct {
-	msg  Message
-	body []byte // canonical encoding
-	size int    // bytes counted against MaxBufferBytes
-	at   time.Time
+	msg    Message
+	bodies [][]byte // its records' canonical encodings
+	size   int      // bytes counted against MaxBufferBytes
+	at     time.Time
 }
 
 type settleOp int
@@ -360,15 +365,14 @@ func (a *Archiver) accept(msgs []Message) {
 	for _, msg := range msgs {
 		data := msg.Data()
 		it := &item{msg: msg, size: len(data), at: now}
-		var reason string
-		if len(data) > a.cfg.MaxRecordBytes {
-			reason = "record larger than MaxRecordBytes"
-		} else if r, err := Decode(data); err != nil {
-			reason = buzzer.ErrorMessage(err)
-		} else if it.body, err = Encode(r); err != nil {
-			reason = buzzer.ErrorMessage(err)
-		} else if len(it.body) > a.cfg.MaxRecordBytes {
-			reason = "canonical record larger than MaxRecordBytes"
+		reason := ""
+		for part := range bytes.SplitSeq(data, []byte{'\n'}) {
+			if reason = a.canonical(it, part); reason != "" {
+				if n := bytes.Count(data, []byte{'\n'}); n > 0 {
+					reason = fmt.Sprintf("record %d of %d: %s", len(it.bodies)+1, n+1, reason)
+				}
+				break
+			}
 		}
 		if reason != "" {
 			rejects = append(rejects, settlement{it: it, op: opReject, reason: reason})
@@ -395,6 +399,27 @@ func (a *Archiver) accept(msgs []Message) {
 		default:
 		}
 	}
+}
+
+// canonical adds the canonical encoding of one record of a message to it,
+// or says why it cannot be archived.
+func (a *Archiver) canonical(it *item, data []byte) (reason string) {
+	if len(data) > a.cfg.MaxRecordBytes {
+		return "record larger than MaxRecordBytes"
+	}
+	r, err := Decode(data)
+	if err != nil {
+		return buzzer.ErrorMessage(err)
+	}
+	body, err := Encode(r)
+	if err != nil {
+		return buzzer.ErrorMessage(err)
+	}
+	if len(body) > a.cfg.MaxRecordBytes {
+		return "canonical record larger than MaxRecordBytes"
+	}
+	it.bodies = append(it.bodies, body)
+	return ""
 }
 
 // flushLoop waits for a flush trigger, takes everything buffered and makes
@@ -469,9 +494,9 @@ func (a *Archiver) flushLoop(stop context.Context, fetchDone <-chan struct{}, fl
 // recovers it) until it succeeds or ctx is done, then hands every item to
 // the settler. It reports false if it gave up.
 func (a *Archiver) flush(ctx context.Context, batch []*item) bool {
-	bodies := make([][]byte, len(batch))
-	for i, it := range batch {
-		bodies[i] = it.body
+	var bodies [][]byte
+	for _, it := range batch {
+		bodies = append(bodies, it.bodies...)
 	}
 	backoff := a.cfg.RetryMin
 	for {
@@ -513,26 +538,35 @@ func (a *Archiver) writeDurably(bodies [][]byte) ([]AppendStatus, error) {
 	return st, nil
 }
 
+// settleBatch settles each item by the statuses of its records (st holds
+// them in the order flush passed the bodies): a rejection of any record
+// rejects the message, else one out of order sends it back, else it is
+// acknowledged.
 func (a *Archiver) settleBatch(batch []*item, st []AppendStatus) {
 	ss := make([]settlement, len(batch))
 	var archived, dups, ooo, rej int
 	for i, it := range batch {
-		switch st[i] {
-		case Appended:
-			ss[i] = settlement{it: it, op: opAck}
-			archived++
-		case Duplicate:
-			ss[i] = settlement{it: it, op: opAck}
-			dups++
-		case OutOfOrder:
-			ss[i] = settlement{it: it, op: opNak}
-			ooo++
-		case Conflict:
-			ss[i] = settlement{it: it, op: opReject, reason: "a different record is archived at this record's key and sequence"}
-			rej++
-		default:
-			ss[i] = settlement{it: it, op: opReject, reason: "the archive cannot identify the record"}
-			rej++
+		ss[i] = settlement{it: it, op: opAck}
+		sts := st[:len(it.bodies)]
+		st = st[len(it.bodies):]
+		for _, s := range sts {
+			switch s {
+			case Appended:
+				archived++
+			case Duplicate:
+				dups++
+			case OutOfOrder:
+				ooo++
+				if ss[i].op == opAck {
+					ss[i].op = opNak
+				}
+			case Conflict:
+				rej++
+				ss[i] = settlement{it: it, op: opReject, reason: "a different record is archived at this record's key and sequence"}
+			default:
+				rej++
+				ss[i] = settlement{it: it, op: opReject, reason: "the archive cannot identify the record"}
+			}
 		}
 	}
 	a.m.archived.Add(float64(archived))

@@ -1,6 +1,7 @@
 package audit_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"sync"
@@ -164,6 +165,46 @@ func TestArchiverAcknowledgesOnlyDurableRecords(t *testing.T) {
 	}
 	if n := metricValue(t, r.reg, "buzzer_audit_buffer_bytes"); n != 0 {
 		t.Fatalf("buffer gauge %v after draining", n)
+	}
+}
+
+// TestArchiverTakesRelayBatches: messages that carry several records (the
+// relay's batches) are archived record by record and acknowledged once all
+// of theirs are durable; batches published newest first are sent back
+// until their predecessors are in; a batch with one record that can never
+// be archived is dead-lettered whole, and its other records are archived
+// only from the messages that also carry them.
+func TestArchiverTakesRelayBatches(t *testing.T) {
+	dir := t.TempDir()
+	src := newMemSource()
+	w := newWorkload(t)
+	want := w.mixed(10, 6)
+	join := func(recs [][]byte) []byte { return bytes.Join(recs, []byte{'\n'}) }
+	var batches [][]byte
+	for i := 0; i < len(w.recs); i += 7 {
+		batches = append(batches, join(w.recs[i:min(i+7, len(w.recs))]))
+	}
+	for i := len(batches) - 1; i >= 0; i-- {
+		src.Publish(batches[i])
+	}
+	src.Publish(join([][]byte{w.recs[0], []byte(`{"not":"a record"}`), w.recs[1]}))
+	r := startArchiver(t, smallConfig(dir, nil), src)
+	src.waitAcked(t, w.ids)
+	src.waitFor(t, func() bool { return src.rejected == 1 })
+	r.stop(t)
+	checkExactlyOnce(t, dir, w.ids)
+	st, err := audit.Replay(archive.Records{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := audit.Diff(st, want); len(d) > 0 {
+		t.Fatalf("replay differs from the workload: %v", d)
+	}
+	if n := metricValue(t, r.reg, "buzzer_audit_records_archived_total"); n != float64(len(w.recs)) {
+		t.Fatalf("records archived metric %v, want %d", n, len(w.recs))
+	}
+	if n := metricValue(t, r.reg, "buzzer_audit_records_out_of_order_total"); n == 0 {
+		t.Fatal("batches published newest first were never sent back")
 	}
 }
 

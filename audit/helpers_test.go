@@ -46,7 +46,7 @@ const (
 type memMsg struct {
 	src     *memSource
 	data    []byte
-	id      string
+	ids     []string // of the records it carries (a relay batch holds several)
 	state   memState
 	readyAt time.Time
 }
@@ -62,12 +62,14 @@ func (s *memSource) signal() {
 
 // Publish appends a message; it never blocks on the consumer.
 func (s *memSource) Publish(data []byte) {
-	id := ""
-	if r, err := audit.Decode(data); err == nil {
-		id = r.ID
+	var ids []string
+	for part := range bytes.SplitSeq(data, []byte{'\n'}) {
+		if r, err := audit.Decode(part); err == nil {
+			ids = append(ids, r.ID)
+		}
 	}
 	s.mu.Lock()
-	s.msgs = append(s.msgs, &memMsg{src: s, data: data, id: id})
+	s.msgs = append(s.msgs, &memMsg{src: s, data: data, ids: ids})
 	s.signal()
 	s.mu.Unlock()
 }
@@ -133,7 +135,9 @@ func (m *memMsg) settle(to memState, delay time.Duration) error {
 	m.state = to
 	switch to {
 	case msgAcked:
-		s.acks[m.id]++
+		for _, id := range m.ids {
+			s.acks[id]++
+		}
 	case msgRejected:
 		s.rejected++
 	case msgReady:

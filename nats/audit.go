@@ -2,6 +2,8 @@ package nats
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"strconv"
 	"strings"
@@ -44,13 +46,23 @@ type AuditConfig struct {
 	MaxAckPending int           `yaml:"max_ack_pending"` // deliveries outstanding at once (100 000)
 	FetchWait     time.Duration `yaml:"fetch_wait"`      // longest wait of one Fetch (1 s)
 	Replicas      int           `yaml:"replicas"`
+	// BatchRecords is how many records (of one jurisdiction, in the relay's
+	// order, at most BatchBytes in all) one stream message carries,
+	// separated by newlines (128; 1: one record a message). A file stream
+	// syncs every message it stores, so records per message is what the
+	// audit's throughput scales with.
+	BatchRecords int `yaml:"batch_records"`
 }
+
+// BatchBytes bounds the records one audit message carries (a single larger
+// record still goes alone), well inside NATS's default 1 MiB payload.
+const BatchBytes = 256 << 10
 
 // DefaultAuditConfig returns the defaults.
 func DefaultAuditConfig() AuditConfig {
 	return AuditConfig{Stream: "AUDIT", Subject: "audit.records", DeadStream: "AUDIT_DEAD", DeadSubject: "audit.dead",
 		Consumer: "audit-archiver", Duplicates: 2 * time.Minute, MaxAge: 7 * 24 * time.Hour, AckWait: 30 * time.Second,
-		MaxAckPending: 100_000, FetchWait: time.Second, Replicas: 1}
+		MaxAckPending: 100_000, FetchWait: time.Second, Replicas: 1, BatchRecords: 128}
 }
 
 // WithDefaults fills zero fields.
@@ -81,6 +93,9 @@ func (c AuditConfig) WithDefaults() AuditConfig {
 	if c.Replicas == 0 {
 		c.Replicas = d.Replicas
 	}
+	if c.BatchRecords == 0 {
+		c.BatchRecords = d.BatchRecords
+	}
 	return c
 }
 
@@ -97,6 +112,8 @@ func (c AuditConfig) Validate() error {
 		return bad("durations must be positive (max_age may be 0: forever)")
 	case c.MaxAckPending < 1:
 		return bad("max_ack_pending must be >= 1")
+	case c.BatchRecords < 1 || c.BatchRecords > 4096:
+		return bad("batch_records must be 1..4096")
 	}
 	return nil
 }
@@ -159,30 +176,47 @@ func NewAuditStream(ctx context.Context, c *Conn, cfg AuditConfig) (*AuditStream
 	return &AuditStream{cfg: cfg, js: c.JS, st: st, cons: cons}, nil
 }
 
-// Publish implements audit.Stream: every record is published asynchronously
-// with Nats-Msg-Id = its id (msgID), then each acknowledgement is awaited.
+// Publish implements audit.Stream. Consecutive records of one jurisdiction
+// go in one message, up to BatchRecords and BatchBytes, separated by
+// newlines (canonical records hold none); each message is published
+// asynchronously with a Nats-Msg-Id that names exactly the records it
+// holds (msgID), then every acknowledgement is awaited, and each record is
+// acknowledged with its message's stream sequence.
 func (s *AuditStream) Publish(ctx context.Context, recs []audit.Captured) ([]audit.Ack, error) {
-	futs := make([]jetstream.PubAckFuture, len(recs))
+	type message struct{ from, to int } // recs[from:to]
+	var msgs []message
+	for i := 0; i < len(recs); {
+		j, size := i+1, len(recs[i].Data)
+		for j < len(recs) && j-i < s.cfg.BatchRecords && recs[j].Jurisdiction == recs[i].Jurisdiction && size+1+len(recs[j].Data) <= BatchBytes {
+			size += 1 + len(recs[j].Data)
+			j++
+		}
+		msgs = append(msgs, message{i, j})
+		i = j
+	}
+	futs := make([]jetstream.PubAckFuture, len(msgs))
 	var firstErr error
-	for i, r := range recs {
-		m := natsgo.NewMsg(s.cfg.Subject + "." + r.Jurisdiction)
-		m.Data = r.Data
-		f, err := s.js.PublishMsgAsync(m, jetstream.WithMsgID(msgID(r)), jetstream.WithExpectStream(s.cfg.Stream))
+	for k, g := range msgs {
+		m := natsgo.NewMsg(s.cfg.Subject + "." + recs[g.from].Jurisdiction)
+		m.Data = joinRecords(recs[g.from:g.to])
+		f, err := s.js.PublishMsgAsync(m, jetstream.WithMsgID(batchID(recs[g.from:g.to])), jetstream.WithExpectStream(s.cfg.Stream))
 		if err != nil {
 			firstErr = err
 			break
 		}
-		futs[i] = f
+		futs[k] = f
 	}
 	acks := make([]audit.Ack, len(recs))
 	n := 0
-	for i, f := range futs {
+	for k, f := range futs {
 		if f == nil {
 			continue
 		}
 		select {
 		case pa := <-f.Ok():
-			acks[i] = audit.Ack{StreamSeq: pa.Sequence, Duplicate: pa.Duplicate}
+			for i := msgs[k].from; i < msgs[k].to; i++ {
+				acks[i] = audit.Ack{StreamSeq: pa.Sequence, Duplicate: pa.Duplicate}
+			}
 			n++
 		case err := <-f.Err():
 			if firstErr == nil {
@@ -199,6 +233,35 @@ func (s *AuditStream) Publish(ctx context.Context, recs []audit.Captured) ([]aud
 		return nil, buzzer.Wrap(firstErr, buzzer.EUNAVAILABLE, "cannot publish to the audit stream")
 	}
 	return acks, nil
+}
+
+func joinRecords(recs []audit.Captured) []byte {
+	if len(recs) == 1 {
+		return recs[0].Data
+	}
+	var b []byte
+	for i, r := range recs {
+		if i > 0 {
+			b = append(b, '\n')
+		}
+		b = append(b, r.Data...)
+	}
+	return b
+}
+
+// batchID is a message's Nats-Msg-Id: a lone record's msgID, or for
+// several a hash of theirs, so the stream drops a message only when it
+// holds exactly the same records, sent as often, already.
+func batchID(recs []audit.Captured) string {
+	if len(recs) == 1 {
+		return msgID(recs[0])
+	}
+	h := sha256.New()
+	for _, r := range recs {
+		h.Write([]byte(msgID(r)))
+		h.Write([]byte{'\n'})
+	}
+	return "batch-" + hex.EncodeToString(h.Sum(nil)[:20])
 }
 
 // msgID is the record id, or for a record the stream lost and the relay
@@ -293,9 +356,9 @@ func (a *auditMsg) Ack(context.Context) error { return a.m.Ack() }
 
 func (a *auditMsg) Nak(_ context.Context, delay time.Duration) error { return a.m.NakWithDelay(delay) }
 
-// Reject stores the message in the dead-letter stream (same record id,
-// the reason in a header) and only then terminates its delivery, so a
-// record the archiver cannot write is kept durably, never dropped.
+// Reject stores the message in the dead-letter stream (same message id, the
+// reason in a header) and only then terminates its delivery, so a record
+// the archiver cannot write is kept durably, never dropped.
 func (a *auditMsg) Reject(ctx context.Context, reason string) error {
 	subj := a.src.cfg.DeadSubject
 	if rest, ok := strings.CutPrefix(a.m.Subject(), a.src.cfg.Subject+"."); ok {

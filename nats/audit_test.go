@@ -10,7 +10,14 @@ import (
 	"github.com/buzzer-bet/buzzer/nats"
 )
 
+// startAudit starts an embedded audit stream that carries one record a
+// message (the message-level behaviour these tests look at); see
+// TestAuditStreamBatchesRecords for several.
 func startAudit(t *testing.T) (*nats.Conn, *nats.AuditStream, *nats.AuditSource) {
+	return startAuditBatch(t, 1)
+}
+
+func startAuditBatch(t *testing.T, batch int) (*nats.Conn, *nats.AuditStream, *nats.AuditSource) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -21,7 +28,7 @@ func startAudit(t *testing.T) (*nats.Conn, *nats.AuditStream, *nats.AuditSource)
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	acfg := nats.AuditConfig{AckWait: 2 * time.Second, FetchWait: 200 * time.Millisecond}
+	acfg := nats.AuditConfig{AckWait: 2 * time.Second, FetchWait: 200 * time.Millisecond, BatchRecords: batch}
 	st, err := nats.NewAuditStream(ctx, c, acfg)
 	if err != nil {
 		t.Fatal(err)
@@ -191,11 +198,54 @@ func TestAuditConfigValidation(t *testing.T) {
 		"overlapping":        func(c *nats.AuditConfig) { c.DeadSubject = c.Subject + ".dead" },
 		"no ack wait":        func(c *nats.AuditConfig) { c.AckWait = -1 },
 		"no pending allowed": func(c *nats.AuditConfig) { c.MaxAckPending = -1 },
+		"negative batch":     func(c *nats.AuditConfig) { c.BatchRecords = -1 },
+		"huge batch":         func(c *nats.AuditConfig) { c.BatchRecords = 5000 },
 	} {
 		c := nats.DefaultAuditConfig()
 		mut(&c)
 		if err := c.Validate(); err == nil {
 			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+// TestAuditStreamBatchesRecords: consecutive records of one jurisdiction
+// travel BatchRecords to a message, newline-separated, each acknowledged
+// with its message's stream sequence; the same records sent again are a
+// duplicate of that message, and a record sent again after a loss (a
+// higher resend count) makes a new one. Records of another jurisdiction
+// start a message of their own subject.
+func TestAuditStreamBatchesRecords(t *testing.T) {
+	ctx := context.Background()
+	_, st, src := startAuditBatch(t, 2)
+	recs := captured(5)
+	recs[4].Jurisdiction = "PA"
+	acks, err := st.Publish(ctx, recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []uint64{1, 1, 2, 2, 3} {
+		if acks[i].StreamSeq != want || acks[i].Duplicate {
+			t.Fatalf("ack %d = %+v, want stream seq %d", i, acks[i], want)
+		}
+	}
+	again, err := st.Publish(ctx, recs[:2])
+	if err != nil || again[0] != (audit.Ack{StreamSeq: 1, Duplicate: true}) || again[1] != again[0] {
+		t.Fatalf("re-publish: %+v %v", again, err)
+	}
+	recs[1].Resends = 1
+	resent, err := st.Publish(ctx, recs[:2])
+	if err != nil || resent[0].StreamSeq != 4 || resent[0].Duplicate {
+		t.Fatalf("resend after a loss: %+v %v", resent, err)
+	}
+	ms := fetchAll(t, src, 4)
+	want := []string{"{\"n\":1}\n{\"n\":2}", "{\"n\":3}\n{\"n\":4}", "{\"n\":5}", "{\"n\":1}\n{\"n\":2}"}
+	for i, m := range ms {
+		if string(m.Data()) != want[i] {
+			t.Fatalf("message %d is %q, want %q", i, m.Data(), want[i])
+		}
+		if err := m.Ack(ctx); err != nil {
+			t.Fatal(err)
 		}
 	}
 }
