@@ -99,7 +99,7 @@ type Stream interface {
 
 // RelayConfig configures a Relay; zero fields take DefaultRelayConfig's.
 type RelayConfig struct {
-	Batch         int           // records per publish (256)
+	Batch         int           // records per publish round (1024)
 	Poll          time.Duration // wait when the outbox is empty (50 ms)
 	ReleaseEvery  time.Duration // how often to read the archiver's progress and release (250 ms)
 	RetryMin      time.Duration // first wait after a failure (100 ms)
@@ -110,7 +110,7 @@ type RelayConfig struct {
 
 // DefaultRelayConfig returns the defaults.
 func DefaultRelayConfig() RelayConfig {
-	return RelayConfig{Batch: 256, Poll: 50 * time.Millisecond, ReleaseEvery: 250 * time.Millisecond,
+	return RelayConfig{Batch: 1024, Poll: 50 * time.Millisecond, ReleaseEvery: 250 * time.Millisecond,
 		RetryMin: 100 * time.Millisecond, RetryMax: 5 * time.Second, OpTimeout: 10 * time.Second, BacklogMetric: time.Second}
 }
 
