@@ -639,9 +639,7 @@ func (s *Service) finishBet(ctx context.Context, h *handle, key string, derr err
 	if err != nil {
 		// Nothing a pending bet's seat can do changes its bet, and the deal
 		// waits for pending bets, so this is a bug: give the stake back.
-		refund := p.Op
-		refund.Action += "/refund"
-		refund.Key = WalletKey(refund.Table, refund.Round, refund.Seat, refund.Action)
+		refund := refundOf(p.Op)
 		st = h.load()
 		st.Bets = slices.DeleteFunc(st.Bets, func(q pendingDebit) bool { return q.Op.Key == key })
 		st.Credits = append(st.Credits, refund)
@@ -742,9 +740,7 @@ func (s *Service) resolvePending(ctx context.Context, h *handle) error {
 	if err != nil {
 		// The state has not moved since the intent was written, so this is a
 		// bug; give the stake back rather than keep it for nothing.
-		refund := p.Op
-		refund.Action += "/refund"
-		refund.Key = WalletKey(refund.Table, refund.Round, refund.Seat, refund.Action)
+		refund := refundOf(p.Op)
 		st = h.load()
 		st.Pending = nil
 		st.Credits = append(st.Credits, refund)
@@ -1261,4 +1257,12 @@ func (st *state) view() View {
 		v.Turn = &Turn{Phase: TablePhase(g.Phase), Seat: seat, Hand: hand, Deadline: st.TurnDeadline, Actions: g.Legal().List()}
 	}
 	return v
+}
+
+// refundOf is the credit that gives op's stake back, under a key of its own
+// (so a replay after failover pays it once).
+func refundOf(op WalletOp) WalletOp {
+	op.Action += "/refund"
+	op.Key = WalletKey(op.Table, op.Round, op.Seat, op.Action)
+	return op
 }
