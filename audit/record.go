@@ -172,6 +172,13 @@ type wireRecord struct {
 	Type         string          `json:"type"`
 }
 
+// at is the record w holds, stamped t. Its payload came out of canonical
+// bytes, so Encode need not canonicalise it again.
+func (w *wireRecord) at(t time.Time) *Record {
+	return &Record{ID: w.ID, Jurisdiction: w.Jurisdiction, Component: w.Component, Key: w.Key, Seq: w.Seq,
+		Time: t.UTC(), Type: w.Type, Payload: w.Payload, canon: w.Payload}
+}
+
 // Decode parses a record from JSON in any valid layout (whitespace, key
 // order), rejecting duplicate keys, unknown fields, non-integer numbers and
 // invalid UTF-8. Encode(Decode(b)) is the canonical form of b.
@@ -201,7 +208,7 @@ func decodeAny(b []byte) (*Record, error) {
 	if len(w.Payload) == 0 || w.Payload[0] != '{' {
 		return nil, invalid("audit record %q: payload must be a JSON object", w.ID)
 	}
-	r := &Record{ID: w.ID, Jurisdiction: w.Jurisdiction, Component: w.Component, Key: w.Key, Seq: w.Seq, Time: t.UTC(), Type: w.Type, Payload: w.Payload}
+	r := w.at(t)
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}

@@ -90,7 +90,7 @@ func (w *wireRecord) record() (*Record, bool) {
 	if err != nil || len(w.Payload) == 0 {
 		return nil, false
 	}
-	r := &Record{ID: w.ID, Jurisdiction: w.Jurisdiction, Component: w.Component, Key: w.Key, Seq: w.Seq, Time: t.UTC(), Type: w.Type, Payload: w.Payload, canon: w.Payload}
+	r := w.at(t)
 	if r.Validate() != nil {
 		return nil, false
 	}
