@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -37,11 +38,15 @@ type Config struct {
 	BusyTimeout time.Duration  `yaml:"busy_timeout"`
 	MaxConns    int            `yaml:"max_conns"`
 	Retry       txretry.Policy `yaml:"retry"`
+	// CheckpointEvery is how often a background checkpoint copies the WAL
+	// into the database file; 0 leaves it to SQLite's automatic
+	// checkpoint, inside the commit that fills the WAL past 1,000 pages.
+	CheckpointEvery time.Duration `yaml:"checkpoint_every"`
 }
 
 // DefaultConfig returns safe defaults; Path must still be set.
 func DefaultConfig() Config {
-	return Config{BusyTimeout: 5 * time.Second, MaxConns: 8, Retry: txretry.DefaultPolicy()}
+	return Config{BusyTimeout: 5 * time.Second, MaxConns: 8, Retry: txretry.DefaultPolicy(), CheckpointEvery: 250 * time.Millisecond}
 }
 
 // Validate names the bad field.
@@ -54,6 +59,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxConns < 1 || c.MaxConns > 256 {
 		return buzzer.Errorf(buzzer.EINVALID, "store max_conns must be 1..256, got %d", c.MaxConns)
+	}
+	if c.CheckpointEvery < 0 {
+		return buzzer.Errorf(buzzer.EINVALID, "store checkpoint_every must be >= 0")
 	}
 	return c.Retry.Validate()
 }
@@ -73,6 +81,9 @@ type DB struct {
 	// transaction took as its caller saw it (queueing and retries included):
 	// the store layer's latency histogram.
 	OnTx func(time.Duration)
+
+	stop, stopped chan struct{}
+	closeOnce     sync.Once
 }
 
 // Open opens (creating if needed) the database file with WAL, full fsync on
@@ -92,6 +103,11 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	q.Add("_pragma", "synchronous(FULL)")
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", cfg.BusyTimeout.Milliseconds()))
+	if cfg.CheckpointEvery > 0 {
+		// Checkpoints run in the background (see checkpoints), not in
+		// the commit that happens to fill the WAL.
+		q.Add("_pragma", "wal_autocheckpoint(0)")
+	}
 	q.Set("_txlock", "immediate")
 	q.Set("_time_format", "sqlite")
 	db, err := sql.Open("sqlite", "file:"+cfg.Path+"?"+q.Encode())
@@ -104,11 +120,69 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		db.Close()
 		return nil, buzzer.Wrap(err, buzzer.EUNAVAILABLE, "cannot open the SQLite store")
 	}
-	return &DB{SQL: db, Path: cfg.Path, retry: cfg.Retry, writer: make(chan struct{}, 1)}, nil
+	d := &DB{SQL: db, Path: cfg.Path, retry: cfg.Retry, writer: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
+	if cfg.CheckpointEvery > 0 {
+		go d.checkpoints(cfg.CheckpointEvery)
+	} else {
+		close(d.stopped)
+	}
+	return d, nil
 }
 
-// Close closes the database.
-func (db *DB) Close() error { return db.SQL.Close() }
+// Close stops the background checkpoints and closes the database (the
+// last connection to close checkpoints the WAL into the database file).
+func (db *DB) Close() error {
+	db.closeOnce.Do(func() { close(db.stop) })
+	<-db.stopped
+	return db.SQL.Close()
+}
+
+// walRestartFrames is the WAL size (in frames of one page) past which a
+// checkpoint also takes the writer's turn to start the WAL over, so that
+// readers that never let go of it cannot make it grow without bound.
+const walRestartFrames = 16384
+
+// checkpoints copies the WAL into the database file every interval, in a
+// PASSIVE checkpoint on a connection of its own. SQLite's automatic
+// checkpoint runs inside the commit that fills the WAL past 1,000 pages:
+// that commit, and every writer queued behind it, then waits for a
+// thousand page copies and the database file's fsync. A PASSIVE
+// checkpoint runs beside the writer instead (it copies only what no reader
+// still needs and never blocks a commit); when it leaves the WAL longer
+// than walRestartFrames it is repeated as a RESTART in the writer's turn.
+func (db *DB) checkpoints(interval time.Duration) {
+	defer close(db.stopped)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-db.stop:
+			return
+		case <-t.C:
+		}
+		frames, err := db.checkpoint("PASSIVE")
+		if err != nil || frames <= walRestartFrames {
+			continue
+		}
+		select {
+		case db.writer <- struct{}{}:
+			_, _ = db.checkpoint("RESTART")
+			<-db.writer
+		case <-db.stop:
+			return
+		}
+	}
+}
+
+// checkpoint runs one checkpoint of mode and returns the WAL's length in
+// frames it found.
+func (db *DB) checkpoint(mode string) (int64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var busy, frames, done int64
+	err := db.SQL.QueryRowContext(ctx, "PRAGMA wal_checkpoint("+mode+")").Scan(&busy, &frames, &done)
+	return frames, err
+}
 
 // Ping checks the store answers within ctx.
 func (db *DB) Ping(ctx context.Context) error {

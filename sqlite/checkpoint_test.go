@@ -1,0 +1,50 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// Checkpoints run in the background: the database file takes the WAL's
+// pages without any commit reaching SQLite's automatic checkpoint (1,000
+// pages; this writes about 600).
+func TestBackgroundCheckpointCopiesTheWAL(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Path = filepath.Join(t.TempDir(), "checkpoint.db")
+	cfg.CheckpointEvery = 20 * time.Millisecond
+	db, err := Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	st, err := os.Stat(db.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := st.Size()
+	if err := db.InTx(context.Background(), func(tx *sql.Tx) error {
+		_, err := tx.Exec(`CREATE TABLE pad (b BLOB);
+			WITH RECURSIVE k(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM k WHERE x < 2000) INSERT INTO pad SELECT randomblob(1000) FROM k`)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := os.Stat(db.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Size() > before+1<<20 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("database file still %d bytes (%d before): no checkpoint ran", st.Size(), before)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
