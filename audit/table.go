@@ -46,6 +46,9 @@ type TableLog interface {
 	// Load returns the table's committed state (Seq: its last event), or
 	// ENOTFOUND for a table never written.
 	Load(ctx context.Context, table string) (table.Stored, error)
+	// Head returns Load's Seq alone, without copying the state: the
+	// capture asks it of every table on every pass.
+	Head(ctx context.Context, table string) (int64, error)
 	// SetTrimFloor lets the store trim the events up to seq, which the
 	// capture has committed to the outbox; it keeps the ones after it.
 	SetTrimFloor(ctx context.Context, table string, seq int64) error
@@ -229,13 +232,13 @@ func (c *TableCapture) read(ctx context.Context, id string) (b tableBatch, ok, b
 	if !known {
 		return b, false, false
 	}
-	stored, err := c.log.Load(ctx, id)
+	head, err := c.log.Head(ctx, id)
 	switch {
 	case buzzer.ErrorCode(err) == buzzer.ENOTFOUND:
 		return b, floor == 0, false
-	case err != nil || stored.Seq < floor:
+	case err != nil || head < floor:
 		return b, false, false
-	case stored.Seq == floor:
+	case head == floor:
 		return b, true, false
 	}
 	evs, err := c.log.Events(ctx, id, floor, c.cfg.Batch)

@@ -157,6 +157,20 @@ func (s *TableStore) Load(ctx context.Context, id string) (table.Stored, error) 
 	return table.Stored{State: slices.Clone(t.state), Version: t.version, Seq: t.seq, Epoch: t.epoch}, nil
 }
 
+// Head implements audit.TableLog: Load's Seq without the state's copy.
+func (s *TableStore) Head(ctx context.Context, id string) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.tables[id]
+	if t == nil || t.version == 0 {
+		return 0, buzzer.Errorf(buzzer.ENOTFOUND, "no table %s", id)
+	}
+	return t.seq, nil
+}
+
 // Write implements table.Store.
 func (s *TableStore) Write(ctx context.Context, w table.Write) (int64, error) {
 	if err := ctx.Err(); err != nil {

@@ -385,6 +385,26 @@ func (s *TableStore) Write(ctx context.Context, w table.Write) (int64, error) {
 	return v, nil
 }
 
+// Head implements audit.TableLog: Load's Seq without reading the state.
+func (s *TableStore) Head(ctx context.Context, id string) (int64, error) {
+	k, err := s.keys(id)
+	if err != nil {
+		return 0, err
+	}
+	v, err := s.c.HMGet(ctx, k.state, "version", "seq").Result()
+	if err != nil {
+		return 0, tableUnavailable(ctx, err)
+	}
+	if len(v) != 2 || v[0] == nil {
+		return 0, buzzer.Errorf(buzzer.ENOTFOUND, "no table %s", id)
+	}
+	seq, err := tableInt(v[1])
+	if err != nil {
+		return 0, buzzer.Wrap(err, buzzer.EINTERNAL, "table %s has a malformed state hash", id)
+	}
+	return seq, nil
+}
+
 // Events implements table.Store.
 func (s *TableStore) Events(ctx context.Context, id string, after int64, limit int) ([]table.Event, error) {
 	if limit <= 0 {

@@ -71,6 +71,9 @@ type Store interface {
 	Release(ctx context.Context, l Lease) error
 	// Load returns the committed state, or ENOTFOUND for a table never written.
 	Load(ctx context.Context, table string) (Stored, error)
+	// Head returns the Seq Load would, without the state (ENOTFOUND the
+	// same way): pollers that only follow the sequence ask this.
+	Head(ctx context.Context, table string) (int64, error)
 	// Write commits w and returns the new version.
 	Write(ctx context.Context, w Write) (int64, error)
 	// Events returns up to limit events with Seq > after, in order.

@@ -98,6 +98,9 @@ func wantStored(t *testing.T, h Harness, id, state string, version, seq int64) {
 	if string(s.State) != state || s.Version != version || s.Seq != seq {
 		t.Fatalf("stored %q v%d seq %d, want %q v%d seq %d", s.State, s.Version, s.Seq, state, version, seq)
 	}
+	if head, err := h.Store.Head(ctx(t), id); err != nil || head != seq {
+		t.Fatalf("head = %d (%v), want seq %d", head, err, seq)
+	}
 }
 
 func testAcquireFresh(t *testing.T, h Harness) {
@@ -250,6 +253,11 @@ func testLoadNotFound(t *testing.T, h Harness) {
 	_, err = h.Store.Load(ctx(t), "t1")
 	if buzzer.ErrorCode(err) != buzzer.ENOTFOUND {
 		t.Fatalf("err %v, want not found", err)
+	}
+	for _, id := range []string{"nope", "t1"} {
+		if _, err := h.Store.Head(ctx(t), id); buzzer.ErrorCode(err) != buzzer.ENOTFOUND {
+			t.Fatalf("head of %s: err %v, want not found", id, err)
+		}
 	}
 }
 
