@@ -208,6 +208,7 @@ func playRound(t testing.TB, svc *table.Service, c *clock, id string, tc table.T
 		}
 	}
 	wait(t, svc, c, tc.BettingWindow)
+	paid := time.Now().Add(10 * time.Second)
 	for i := 0; ; i++ {
 		if i > 200 {
 			t.Fatal("round does not end")
@@ -218,6 +219,13 @@ func playRound(t testing.TB, svc *table.Service, c *clock, id string, tc table.T
 		}
 		if v.Round != round {
 			return v
+		}
+		if v.Turn == nil && v.Phase == table.TableSettled && time.Now().Before(paid) {
+			// Settled: the payouts run after the last decision's answer,
+			// then the next round opens.
+			i--
+			time.Sleep(time.Millisecond)
+			continue
 		}
 		if v.Turn == nil {
 			t.Fatalf("round %d stuck without a turn: %+v", round, v)

@@ -148,6 +148,8 @@ func TestNoUnrevealedCardReachesPlayers(t *testing.T) {
 		playRound(t, svc, r.clock, "bj", tc, rng, 8)
 	}
 	checkLog(t, svc, "bj")
+	lc.mu.Lock() // the last round's payouts publish from the table's payer
+	defer lc.mu.Unlock()
 	if lc.checked < 1000 || lc.holes < 100 {
 		t.Fatalf("checked %d messages over %d hidden-hole batches; the test did not exercise enough", lc.checked, lc.holes)
 	}

@@ -148,6 +148,8 @@ type handle struct {
 
 	renewMu sync.Mutex // serializes renewals; never held with mu
 
+	paying atomic.Bool // a payInBackground runs for this table
+
 	// debiting holds the keys of the bet debits this node's requests are
 	// making outside the table lock (guarded by mu): recovery leaves them
 	// to their requests.
@@ -547,10 +549,38 @@ func (s *Service) Act(ctx context.Context, table string, req Request) (View, err
 			return View{}, err
 		}
 	}
-	if err := s.payCredits(ctx, h); err != nil {
-		return View{}, err
-	}
+	// The decision is committed; a round it settled is paid after the
+	// answer (see payInBackground).
+	s.payInBackground(h)
 	return h.st.view(), nil
+}
+
+// payInBackground pays what a committed change left owed (a settled
+// round's returns) and opens the next round, under the table lock but
+// after the request that settled the round has its answer: the player
+// whose decision ended the round does not wait for every seat's payout.
+// The returns are stored with the state before the answer, so a node that
+// dies first leaves them to whichever node holds the table next (recover),
+// with the same idempotency keys; a payout that fails here is retried by
+// the next request or Tick the same way. One payer runs per table.
+func (s *Service) payInBackground(h *handle) {
+	if st := h.st; len(st.Credits) == 0 && (st.Game == nil || st.Game.Phase != PhaseSettled) {
+		return
+	}
+	if !h.paying.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer h.paying.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.LeaseTTL)
+		defer cancel()
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if err := s.sync(ctx, h); err != nil {
+			return
+		}
+		_ = s.payCredits(ctx, h)
+	}()
 }
 
 // bet places a bet. Its stake intent is stored under the table lock, the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/buzzer-bet/buzzer"
 	"github.com/buzzer-bet/buzzer/table"
@@ -315,4 +316,92 @@ func BenchmarkRound(b *testing.B) {
 	for b.Loop() {
 		playRound(b, svc, r.clock, "bj", tc, rng, 0)
 	}
+}
+
+// The decision that ends a round is answered once it is committed, not
+// once the round's returns are paid: with the wallet down it still
+// succeeds, the returns stay owed with the state, and the next Tick after
+// the wallet is back pays each of them once and opens the next round.
+func TestRoundEndingDecisionAnswersBeforePayouts(t *testing.T) {
+	r := newRig(23)
+	svc := r.service(t, "n1")
+	tc := table.DefaultTableConfig()
+	ctx := context.Background()
+	if err := svc.Open(ctx, "bj", tc); err != nil {
+		t.Fatal(err)
+	}
+	const funds = 1_000_000
+	r.wallet.fund("p1", funds)
+	sit(t, svc, "bj", "p1", 1)
+	setDown := func(down bool) { r.wallet.mu.Lock(); r.wallet.down = down; r.wallet.mu.Unlock() }
+	var staked, returned buzzer.Amount
+	paidRounds := 0
+	for i := 0; i < 60 && paidRounds < 5; i++ {
+		v, err := svc.Snapshot(ctx, "bj")
+		if err != nil {
+			t.Fatal(err)
+		}
+		round := v.Round
+		if _, err := svc.Act(ctx, "bj", table.Request{Player: "p1", Seat: 1, Round: round, Action: table.PlaceBet, Amount: tc.MinBet}); err != nil {
+			t.Fatalf("bet: %v", err)
+		}
+		staked += tc.MinBet
+		wait(t, svc, r.clock, tc.BettingWindow)
+		if v, err = svc.Snapshot(ctx, "bj"); err != nil {
+			t.Fatal(err)
+		}
+		if v.Turn != nil && v.Turn.Phase == table.TableInsurance {
+			if v, err = svc.Act(ctx, "bj", table.Request{Player: "p1", Seat: 1, Round: round, Seq: v.Seq, Action: table.NoInsurance}); err != nil {
+				t.Fatalf("no insurance: %v", err)
+			}
+		}
+		if v.Turn != nil && v.Round == round {
+			// One seat, one hand: standing ends the round.
+			setDown(true)
+			end, err := svc.Act(ctx, "bj", table.Request{Player: "p1", Seat: 1, Round: round, Seq: v.Seq, Action: table.Stand})
+			if err != nil {
+				t.Fatalf("the stand that ends round %d failed with the wallet down: %v", round, err)
+			}
+			if end.Phase != table.TableSettled || end.Round != round {
+				t.Fatalf("after the last stand: round %d phase %s, want round %d settled", end.Round, end.Phase, round)
+			}
+			for _, h := range end.Seats[0].Hands {
+				if h.Return > 0 {
+					paidRounds++
+				}
+			}
+			setDown(false)
+		}
+		// The next Tick pays what is owed (unless the table's payer
+		// already did) and opens the next round.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			wait(t, svc, r.clock, time.Second)
+			if v, err = svc.Snapshot(ctx, "bj"); err != nil {
+				t.Fatal(err)
+			}
+			if v.Round != round {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d never closed: %+v", round, v)
+			}
+		}
+		for _, e := range allEvents(t, svc, "bj") {
+			if e.Kind == table.EventSettled && e.Round == round {
+				for _, s := range e.Results {
+					for _, h := range s.Hands {
+						returned += h.Return
+					}
+				}
+			}
+		}
+	}
+	if paidRounds < 5 {
+		t.Fatalf("only %d rounds ended with a return owed; the test did not exercise enough", paidRounds)
+	}
+	if got, want := r.wallet.bal("p1"), funds-staked+returned; got != want {
+		t.Fatalf("balance %d, want %d (staked %d, returned %d): a return was lost or paid twice", got, want, staked, returned)
+	}
+	checkLog(t, svc, "bj")
 }
