@@ -100,7 +100,7 @@ type Stream interface {
 // RelayConfig configures a Relay; zero fields take DefaultRelayConfig's.
 type RelayConfig struct {
 	Batch         int           // records per publish round (1024)
-	Poll          time.Duration // wait when the outbox is empty (50 ms)
+	Poll          time.Duration // wait after a round that was not full (50 ms)
 	ReleaseEvery  time.Duration // how often to read the archiver's progress and release (250 ms)
 	RetryMin      time.Duration // first wait after a failure (100 ms)
 	RetryMax      time.Duration // longest wait after failures (5 s)
@@ -228,11 +228,11 @@ func (r *Relay) Run(ctx context.Context) error {
 		}
 		backoff = r.cfg.RetryMin
 		if n < r.cfg.Batch {
-			wait := r.cfg.Poll
-			if n > 0 {
-				wait = 0
-			}
-			if wait > 0 && !sleep(ctx, wait) {
+			// Not a full round: the outbox is drained for now. Pausing
+			// lets what is captured meanwhile go out in fuller messages
+			// and fewer rounds, each of which marks its records sent in a
+			// transaction on the store's writer.
+			if !sleep(ctx, r.cfg.Poll) {
 				break
 			}
 		}

@@ -94,9 +94,15 @@ type TableCaptureConfig struct {
 	// would otherwise take a thousand store commits, each an fsync on the
 	// writer the wallet's debits wait for, every pass.
 	TablesPerTx int
-	Poll        time.Duration // pause after a pass that found nothing (100 ms)
-	RetryMax    time.Duration // longest pause after failing passes (5 s)
-	OpTimeout   time.Duration // bound on one table's transaction (10 s)
+	// Poll is the pause between passes (100 ms). A pass that found
+	// events is not followed at once by the next: on a busy floor each
+	// pass would then find a few events per table and take a commit on the
+	// store's one writer for each group, which the wallet's debits wait
+	// behind; after a pause each group carries more. A table's events wait
+	// at most about a pass and a pause for the outbox.
+	Poll      time.Duration
+	RetryMax  time.Duration // longest pause after failing passes (5 s)
+	OpTimeout time.Duration // bound on one table's transaction (10 s)
 }
 
 func (c TableCaptureConfig) withDefaults() TableCaptureConfig {
@@ -388,19 +394,15 @@ func (c *TableCapture) setFloor(ctx context.Context, id string, cursor int64) er
 func (c *TableCapture) Run(ctx context.Context) error {
 	backoff := c.cfg.Poll
 	for ctx.Err() == nil {
-		n, err := c.CaptureOnce(ctx)
 		wait := c.cfg.Poll
-		switch {
-		case err != nil && ctx.Err() == nil:
+		if _, err := c.CaptureOnce(ctx); err != nil && ctx.Err() == nil {
 			c.errors.Inc()
 			c.logger.Warn("audit: table capture failed", "err", err, "retry_in", backoff)
 			wait, backoff = backoff, min(2*backoff, c.cfg.RetryMax)
-		case n > 0:
-			wait, backoff = 0, c.cfg.Poll
-		default:
+		} else {
 			backoff = c.cfg.Poll
 		}
-		if wait > 0 && !sleep(ctx, wait) {
+		if !sleep(ctx, wait) {
 			break
 		}
 	}
