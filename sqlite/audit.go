@@ -25,6 +25,7 @@ var (
 type Outbox struct {
 	tx    *sql.Tx
 	clock buzzer.Clock
+	stmts *stmtCache
 	// next and insert are Write's statements, prepared on its first call
 	// and closed with tx: a group commit writes a record per member.
 	next, insert *sql.Stmt
@@ -33,6 +34,12 @@ type Outbox struct {
 // NewOutbox returns the outbox of tx. Records without a time are stamped
 // with the system clock.
 func NewOutbox(tx *sql.Tx) *Outbox { return &Outbox{tx: tx, clock: buzzer.SystemClock{}} }
+
+// Outbox returns the outbox of tx, a transaction of db, with db's
+// statements kept prepared across transactions.
+func (db *DB) Outbox(tx *sql.Tx) *Outbox {
+	return &Outbox{tx: tx, clock: buzzer.SystemClock{}, stmts: db.stmts}
+}
 
 // WriteOutbox captures recs inside tx (see audit.Outbox.Write).
 func WriteOutbox(ctx context.Context, tx *sql.Tx, recs ...*audit.Record) error {
@@ -58,12 +65,12 @@ func (o *Outbox) LastSeq(ctx context.Context, jurisdiction string, c audit.Compo
 // per-key order is commit order.
 func (o *Outbox) Write(ctx context.Context, recs ...*audit.Record) error {
 	if o.next == nil {
-		next, err := o.tx.PrepareContext(ctx, `INSERT INTO audit_sequences (stream_key, seq) VALUES ($1, 1)
+		next, err := o.stmts.prepare(ctx, o.tx, `INSERT INTO audit_sequences (stream_key, seq) VALUES ($1, 1)
 			ON CONFLICT (stream_key) DO UPDATE SET seq = audit_sequences.seq + 1 RETURNING seq`)
 		if err != nil {
 			return err
 		}
-		insert, err := o.tx.PrepareContext(ctx, `INSERT INTO audit_outbox (stream_key, seq, id, jurisdiction, record, captured_at)
+		insert, err := o.stmts.prepare(ctx, o.tx, `INSERT INTO audit_outbox (stream_key, seq, id, jurisdiction, record, captured_at)
 			VALUES ($1, $2, $3, $4, $5, $6)`)
 		if err != nil {
 			next.Close()
@@ -109,7 +116,7 @@ func NewAuditedWalletStore(db *DB, jurisdiction string) *AuditedWalletStore {
 // InTx implements wallet.Store.
 func (s *AuditedWalletStore) InTx(ctx context.Context, fn func(wallet.Tx) error) error {
 	return s.db.InTx(ctx, func(tx *sql.Tx) error {
-		return fn(auditedWalletTx{walletTx: walletTx{tx}, ob: NewOutbox(tx), jurisdiction: s.jurisdiction})
+		return fn(auditedWalletTx{walletTx: walletTx{tx, s.db.stmts}, ob: s.db.Outbox(tx), jurisdiction: s.jurisdiction})
 	})
 }
 
@@ -223,7 +230,7 @@ func (o *AuditOutbox) MarkSent(ctx context.Context, ps []audit.Published) error 
 				return err
 			}
 		}
-		st, err := tx.PrepareContext(ctx, `UPDATE audit_outbox SET stream_seq = $3 WHERE stream_key = $1 AND seq = $2`)
+		st, err := o.db.stmts.prepare(ctx, tx, `UPDATE audit_outbox SET stream_seq = $3 WHERE stream_key = $1 AND seq = $2`)
 		if err != nil {
 			return err
 		}

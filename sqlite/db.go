@@ -82,6 +82,8 @@ type DB struct {
 	// the store layer's latency histogram.
 	OnTx func(time.Duration)
 
+	stmts *stmtCache // the hot statements, prepared once per connection
+
 	stop, stopped chan struct{}
 	closeOnce     sync.Once
 }
@@ -120,7 +122,8 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		db.Close()
 		return nil, buzzer.Wrap(err, buzzer.EUNAVAILABLE, "cannot open the SQLite store")
 	}
-	d := &DB{SQL: db, Path: cfg.Path, retry: cfg.Retry, writer: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
+	d := &DB{SQL: db, Path: cfg.Path, retry: cfg.Retry, writer: make(chan struct{}, 1), stmts: &stmtCache{db: db},
+		stop: make(chan struct{}), stopped: make(chan struct{})}
 	if cfg.CheckpointEvery > 0 {
 		go d.checkpoints(cfg.CheckpointEvery)
 	} else {

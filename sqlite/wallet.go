@@ -26,15 +26,26 @@ func NewWalletStore(db *DB) *WalletStore { return &WalletStore{db: db} }
 // InTx implements wallet.Store: SQLite's single writer (BEGIN IMMEDIATE)
 // makes every transaction serializable.
 func (s *WalletStore) InTx(ctx context.Context, fn func(wallet.Tx) error) error {
-	return s.db.InTx(ctx, func(tx *sql.Tx) error { return fn(walletTx{tx}) })
+	return s.db.InTx(ctx, func(tx *sql.Tx) error { return fn(walletTx{tx, s.db.stmts}) })
 }
 
-type walletTx struct{ tx *sql.Tx }
+type walletTx struct {
+	tx    *sql.Tx
+	stmts *stmtCache
+}
 
 func us(t time.Time) int64     { return t.UnixMicro() }
 func fromUS(v int64) time.Time { return time.UnixMicro(v).UTC() }
 func (t walletTx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	return t.tx.ExecContext(ctx, q, args...)
+	st, err := t.prepare(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(ctx, args...)
+}
+
+func (t walletTx) prepare(ctx context.Context, q string) (*sql.Stmt, error) {
+	return t.stmts.prepare(ctx, t.tx, q)
 }
 
 // The statements a group commit runs once per member; ApplyBatch prepares

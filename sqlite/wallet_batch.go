@@ -30,7 +30,7 @@ func scanDecision(jur, hash sql.NullString, at sql.NullInt64, src sql.NullString
 }
 
 func (t walletTx) ClaimKeys(ctx context.Context, recs []*wallet.KeyRecord) ([]*wallet.KeyRecord, error) {
-	ins, err := t.tx.PrepareContext(ctx, insertKeySQL)
+	ins, err := t.prepare(ctx, insertKeySQL)
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +74,7 @@ func (t walletTx) MarketResults(ctx context.Context, markets []string) (map[stri
 // LockBalances reads the balances; the IMMEDIATE transaction already holds
 // SQLite's single write lock.
 func (t walletTx) LockBalances(ctx context.Context, keys []wallet.AccountKey) (map[string]buzzer.Amount, error) {
-	sel, err := t.tx.PrepareContext(ctx, `SELECT balance FROM wallet_accounts WHERE id = $1`)
+	sel, err := t.prepare(ctx, `SELECT balance FROM wallet_accounts WHERE id = $1`)
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +119,7 @@ func (t walletTx) ApplyBatch(ctx context.Context, txns []*wallet.Transaction, be
 	if len(keys) == 0 {
 		return nil
 	}
-	upd, err := t.tx.PrepareContext(ctx, updateKeySQL)
+	upd, err := t.prepare(ctx, updateKeySQL)
 	if err != nil {
 		return err
 	}
@@ -137,12 +137,12 @@ func (t walletTx) ApplyBatch(ctx context.Context, txns []*wallet.Transaction, be
 }
 
 func (t walletTx) applyTransactions(ctx context.Context, txns []*wallet.Transaction) error {
-	insTxn, err := t.tx.PrepareContext(ctx, insertTxnSQL)
+	insTxn, err := t.prepare(ctx, insertTxnSQL)
 	if err != nil {
 		return err
 	}
 	defer insTxn.Close()
-	insPosting, err := t.tx.PrepareContext(ctx, insertPostingSQL)
+	insPosting, err := t.prepare(ctx, insertPostingSQL)
 	if err != nil {
 		return err
 	}
@@ -171,7 +171,7 @@ func (t walletTx) applyTransactions(ctx context.Context, txns []*wallet.Transact
 			d.amount += int64(p.Amount)
 		}
 	}
-	upsert, err := t.tx.PrepareContext(ctx, upsertAccountSQL)
+	upsert, err := t.prepare(ctx, upsertAccountSQL)
 	if err != nil {
 		return err
 	}

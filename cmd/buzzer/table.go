@@ -31,7 +31,6 @@ import (
 	"github.com/buzzer-bet/buzzer/internal/loadgen"
 	"github.com/buzzer-bet/buzzer/postgres"
 	"github.com/buzzer-bet/buzzer/redis"
-	"github.com/buzzer-bet/buzzer/sqlite"
 	"github.com/buzzer-bet/buzzer/table"
 	"github.com/buzzer-bet/buzzer/tablefeed"
 )
@@ -342,7 +341,7 @@ func newTableCapture(n *node, store table.Store, ids []string) (*audit.TableCapt
 		}
 	case n.store.lite != nil:
 		inTx = func(ctx context.Context, fn func(audit.Outbox) error) error {
-			return n.store.lite.InTx(ctx, func(tx *sql.Tx) error { return fn(sqlite.NewOutbox(tx)) })
+			return n.store.lite.InTx(ctx, func(tx *sql.Tx) error { return fn(n.store.lite.Outbox(tx)) })
 		}
 	default:
 		return nil, buzzer.Errorf(buzzer.EINTERNAL, "table capture needs the node's SQL store")
