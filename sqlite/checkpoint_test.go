@@ -9,18 +9,28 @@ import (
 	"time"
 )
 
-// Checkpoints run in the background: the database file takes the WAL's
-// pages without any commit reaching SQLite's automatic checkpoint (1,000
-// pages; this writes about 600).
-func TestBackgroundCheckpointCopiesTheWAL(t *testing.T) {
+// openInternal opens a fresh database with the default configuration
+// changed by mutate (nil: none), closed at the end of the test.
+func openInternal(t *testing.T, mutate func(*Config)) *DB {
+	t.Helper()
 	cfg := DefaultConfig()
-	cfg.Path = filepath.Join(t.TempDir(), "checkpoint.db")
-	cfg.CheckpointEvery = 20 * time.Millisecond
+	cfg.Path = filepath.Join(t.TempDir(), "internal.db")
+	if mutate != nil {
+		mutate(&cfg)
+	}
 	db, err := Open(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// Checkpoints run in the background: the database file takes the WAL's
+// pages without any commit reaching SQLite's automatic checkpoint (1,000
+// pages; this writes about 600).
+func TestBackgroundCheckpointCopiesTheWAL(t *testing.T) {
+	db := openInternal(t, func(c *Config) { c.CheckpointEvery = 20 * time.Millisecond })
 	st, err := os.Stat(db.Path)
 	if err != nil {
 		t.Fatal(err)

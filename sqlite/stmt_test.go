@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"path/filepath"
 	"sync"
 	"testing"
 )
@@ -13,13 +12,7 @@ import (
 // connection that has not run it yet), concurrent transactions included,
 // and what they write is what a freshly prepared statement would write.
 func TestStmtCacheKeepsOneStatementPerQuery(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.Path = filepath.Join(t.TempDir(), "stmt.db")
-	db, err := Open(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openInternal(t, nil)
 	if _, err := db.SQL.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER NOT NULL)"); err != nil {
 		t.Fatal(err)
 	}
