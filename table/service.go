@@ -123,7 +123,9 @@ const (
 // change, including its wallet and store calls, which is what makes this
 // node the table's single writer; the one exception is a bet's debit, made
 // between two locked changes (its stored intent, then the bet), so that a
-// table's seats bet at once. renewMu serializes lease renewals across
+// table's seats bet at once. A settled round's payouts are such a change
+// too, made by the table's payer once the request that settled the round
+// has released the lock (payInBackground). renewMu serializes lease renewals across
 // the store's Renew or Acquire; a renewal never takes the table lock, so it
 // never waits behind a wallet call (a wallet slower than half the lease TTL
 // would otherwise cost the node its lease under load). leaseMu guards only
