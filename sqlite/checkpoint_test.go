@@ -50,6 +50,9 @@ func TestBackgroundCheckpointCopiesTheWAL(t *testing.T) {
 			t.Fatal(err)
 		}
 		if st.Size() > before+1<<20 {
+			if runs, failures, _ := db.CheckpointStats(); runs == 0 || failures != 0 {
+				t.Fatalf("checkpoint stats: %d runs, %d failures", runs, failures)
+			}
 			return
 		}
 		if time.Now().After(deadline) {

@@ -86,6 +86,7 @@ type DB struct {
 
 	stop, stopped chan struct{}
 	closeOnce     sync.Once
+	ckpt          struct{ runs, failures, walFrames atomic.Int64 }
 }
 
 // Open opens (creating if needed) the database file with WAL, full fsync on
@@ -178,13 +179,28 @@ func (db *DB) checkpoints(interval time.Duration) {
 }
 
 // checkpoint runs one checkpoint of mode and returns the WAL's length in
-// frames it found.
+// frames it found. It counts failures and records the WAL's length for
+// CheckpointStats.
 func (db *DB) checkpoint(mode string) (int64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var busy, frames, done int64
 	err := db.SQL.QueryRowContext(ctx, "PRAGMA wal_checkpoint("+mode+")").Scan(&busy, &frames, &done)
-	return frames, err
+	db.ckpt.runs.Add(1)
+	if err != nil {
+		db.ckpt.failures.Add(1)
+		return 0, err
+	}
+	db.ckpt.walFrames.Store(frames)
+	return frames, nil
+}
+
+// CheckpointStats reports the background checkpoints since Open: how many
+// ran, how many failed, and the WAL's length in pages at the last one. A
+// WAL that stops being checkpointed grows with every commit; these let an
+// operator see it.
+func (db *DB) CheckpointStats() (runs, failures, walFrames int64) {
+	return db.ckpt.runs.Load(), db.ckpt.failures.Load(), db.ckpt.walFrames.Load()
 }
 
 // Ping checks the store answers within ctx.

@@ -272,6 +272,16 @@ func buildRegulated(ctx context.Context, p *node, gate httpapi.GeoGate, prices w
 		Name: "buzzer_store_tx_retries_total",
 		Help: "Transaction attempts retried after a serialization failure or busy store.",
 	}, func() float64 { return float64(s.retries()) }))
+	if lite := s.lite; lite != nil {
+		p.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "buzzer_store_checkpoint_failures_total",
+			Help: "Background WAL checkpoints of the SQLite store that failed (the WAL grows while they do).",
+		}, func() float64 { _, f, _ := lite.CheckpointStats(); return float64(f) }))
+		p.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "buzzer_store_wal_pages",
+			Help: "Pages in the SQLite store's WAL at the last background checkpoint.",
+		}, func() float64 { _, _, w := lite.CheckpointStats(); return float64(w) }))
+	}
 
 	if p.rng, err = openRNG(ctx, p.cfg, p.store, p.log, p.reg); err != nil {
 		return err

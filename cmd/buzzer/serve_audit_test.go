@@ -55,6 +55,11 @@ func TestServeNodeAuditsItsMoney(t *testing.T) {
 	if got := histogramCount(t, n.reg, "buzzer_store_tx_duration_seconds"); got < 12 {
 		t.Fatalf("the store layer histogram saw %d transactions, want at least the 12 movements", got)
 	}
+	// The SQLite store's background checkpoints are watched, and none failed.
+	if got := testutilGauge(t, n.reg, "buzzer_store_checkpoint_failures_total"); got != 0 {
+		t.Fatalf("%v background checkpoints failed", got)
+	}
+	testutilGauge(t, n.reg, "buzzer_store_wal_pages")
 	n.close()
 
 	replayMatches(t, verifiedArchive(t, cfg.DataDir), cfg.Store, "1 RNG logs")
