@@ -141,19 +141,18 @@ func (db *DB) Close() error {
 	return db.SQL.Close()
 }
 
-// walRestartFrames is the WAL size (in frames of one page) past which a
-// checkpoint also takes the writer's turn to start the WAL over, so that
-// readers that never let go of it cannot make it grow without bound.
-const walRestartFrames = 16384
-
 // checkpoints copies the WAL into the database file every interval, in a
 // PASSIVE checkpoint on a connection of its own. SQLite's automatic
 // checkpoint runs inside the commit that fills the WAL past 1,000 pages:
 // that commit, and every writer queued behind it, then waits for a
 // thousand page copies and the database file's fsync. A PASSIVE
-// checkpoint runs beside the writer instead (it copies only what no reader
-// still needs and never blocks a commit); when it leaves the WAL longer
-// than walRestartFrames it is repeated as a RESTART in the writer's turn.
+// checkpoint runs beside the writer instead: it copies what no reader
+// still needs and never waits for or blocks a commit, like the automatic
+// one, which is PASSIVE too. The WAL starts over at the first commit after
+// a checkpoint that copied all of it; a reader that holds an old snapshot
+// for long delays that, as it does under SQLite's own checkpoints
+// (buzzer_store_wal_pages shows it). A RESTART or TRUNCATE checkpoint
+// would force it, but blocks every writer while it waits for the readers.
 func (db *DB) checkpoints(interval time.Duration) {
 	defer close(db.stopped)
 	t := time.NewTicker(interval)
@@ -163,36 +162,24 @@ func (db *DB) checkpoints(interval time.Duration) {
 		case <-db.stop:
 			return
 		case <-t.C:
-		}
-		frames, err := db.checkpoint("PASSIVE")
-		if err != nil || frames <= walRestartFrames {
-			continue
-		}
-		select {
-		case db.writer <- struct{}{}:
-			_, _ = db.checkpoint("RESTART")
-			<-db.writer
-		case <-db.stop:
-			return
+			db.checkpoint()
 		}
 	}
 }
 
-// checkpoint runs one checkpoint of mode and returns the WAL's length in
-// frames it found. It counts failures and records the WAL's length for
-// CheckpointStats.
-func (db *DB) checkpoint(mode string) (int64, error) {
+// checkpoint runs one PASSIVE checkpoint, counting it (and a failure) and
+// recording the WAL's length it found for CheckpointStats.
+func (db *DB) checkpoint() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var busy, frames, done int64
-	err := db.SQL.QueryRowContext(ctx, "PRAGMA wal_checkpoint("+mode+")").Scan(&busy, &frames, &done)
+	err := db.SQL.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &done)
 	db.ckpt.runs.Add(1)
 	if err != nil {
 		db.ckpt.failures.Add(1)
-		return 0, err
+		return
 	}
 	db.ckpt.walFrames.Store(frames)
-	return frames, nil
 }
 
 // CheckpointStats reports the background checkpoints since Open: how many
