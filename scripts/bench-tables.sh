@@ -31,15 +31,8 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
-
-if [ -n "${BUZZER_BIN:-}" ]; then
-  log "using $BUZZER_BIN"
-  cp "$BUZZER_BIN" "$work/buzzer"
-else
-  log "building buzzer"
-  go build -o "$work/buzzer" ./cmd/buzzer
-fi
+. scripts/bench-lib.sh
+bench_binary "$work"
 
 {
   printf 'tables:\n  count: %s\n  betting_window: 1s\n' "$TABLES"

@@ -38,15 +38,8 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
-
-if [ -n "${BUZZER_BIN:-}" ]; then
-  log "using $BUZZER_BIN"
-  cp "$BUZZER_BIN" "$work/buzzer"
-else
-  log "building buzzer"
-  go build -o "$work/buzzer" ./cmd/buzzer
-fi
+. scripts/bench-lib.sh
+bench_binary "$work"
 
 log "pgbench: init scale 10"
 psql "$PGURL" -qc "CREATE DATABASE $PGB_DB" >/dev/null
