@@ -137,6 +137,9 @@ type Server struct {
 	servers   []*http.Server
 	listeners []net.Listener
 	wg        sync.WaitGroup
+	// conns counts the connections the servers accepted and have not
+	// closed or handed off (ConnState); Shutdown waits for it (see there).
+	conns sync.WaitGroup
 }
 
 // ReadyCheck is a named dependency check run by /readyz.
@@ -539,13 +542,21 @@ func (s *Server) Serve() {
 			IdleTimeout:       s.cfg.IdleTimeout,
 			MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
 			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+			ConnState: func(_ net.Conn, st http.ConnState) {
+				switch st {
+				case http.StateNew:
+					s.conns.Add(1)
+				case http.StateClosed, http.StateHijacked:
+					s.conns.Done()
+				}
+			},
 		}
 		s.servers = append(s.servers, srv)
 		l := s.listeners[i]
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 				s.log.Error("listener stopped", "addr", l.Addr().String(), "err", err)
 			}
 		}()
@@ -554,16 +565,37 @@ func (s *Server) Serve() {
 
 // Shutdown stops accepting, turns /readyz to 503, and waits for in-flight
 // requests until ctx ends; then it closes what remains.
+//
+// It closes the listeners itself and lets every connection already
+// accepted be served before http.Server.Shutdown runs: a connection that
+// http.Server reads a request from once its Shutdown has begun is closed
+// unanswered, and on an upgrade the successor shares the listening sockets,
+// so the connections accepted just before are exactly those. What is still
+// in the kernel's accept queue waits there for the successor.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.SetReady(false)
 	s.mu.Lock()
-	servers := s.servers
+	servers, listeners := s.servers, s.listeners
 	s.mu.Unlock()
-	var firstErr error
 	for _, srv := range servers {
 		// Answers still being written tell their clients to close the
-		// connection, so fewer requests race an idle connection's close.
+		// connection, so fewer requests race an idle connection's close
+		// (this also closes the idle ones now).
 		srv.SetKeepAlivesEnabled(false)
+	}
+	for _, l := range listeners {
+		_ = l.Close()
+	}
+	s.wg.Wait() // every accept loop has returned: no connection starts now
+	done := make(chan struct{})
+	go func() { s.conns.Wait(); close(done) }()
+	var firstErr error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		firstErr = ctx.Err()
+	}
+	for _, srv := range servers {
 		if err := srv.Shutdown(ctx); err != nil {
 			srv.Close()
 			if firstErr == nil {
@@ -571,6 +603,5 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			}
 		}
 	}
-	s.wg.Wait()
 	return firstErr
 }

@@ -223,7 +223,7 @@ func TestServeUpgradeRefusesNoRequest(t *testing.T) {
 
 	failMu.Lock()
 	if len(failures) > 0 {
-		t.Errorf("requests failed across the upgrade: %q", failures)
+		t.Errorf("requests failed across the upgrade: %q\n%s", failures, stderr.String())
 	}
 	failMu.Unlock()
 	pid := readPID(t, dataDir)
