@@ -55,13 +55,9 @@ if [ -n "${PROFILE_DIR:-}" ]; then
   psecs=$(( dsecs > 10 ? dsecs - 10 : dsecs ))
   ( sleep $(( wsecs + 8 ))
     curl -sf -H "Authorization: Bearer $admin_tok" -o "$PROFILE_DIR/metrics0.txt" "http://127.0.0.1:27490/metrics" || true
-    s0="$(ps -p "$server_pid" -o cputimes= | tr -d ' ')"; b0="$(ps -C buzzer -o cputimes= | awk '{s+=$1} END {print s+0}')"; t0="$(date +%s.%N)"
-    curl -sf -H "Authorization: Bearer $admin_tok" -o "$PROFILE_DIR/serve.pprof" \
-      "http://127.0.0.1:27490/debug/pprof/profile?seconds=$psecs" || log "profile failed"
-    s1="$(ps -p "$server_pid" -o cputimes= | tr -d ' ')"; b1="$(ps -C buzzer -o cputimes= | awk '{s+=$1} END {print s+0}')"; t1="$(date +%s.%N)"
-    python3 -c 'import sys; s0,s1,b0,b1,t0,t1=map(float,sys.argv[1:]); w=t1-t0; print("window_s %.1f serve_cpu_s %.1f (%.2f cores) bench_cpu_s %.1f (%.2f cores)" % (w,s1-s0,(s1-s0)/w,(b1-b0)-(s1-s0),((b1-b0)-(s1-s0))/w))' \
-      "$s0" "$s1" "$b0" "$b1" "$t0" "$t1" >"$PROFILE_DIR/cpu.txt"
-    cp "$work/buzzer" "$PROFILE_DIR/buzzer"
+    # The load generator: every buzzer process but serve.
+    bench_cpu() { ps -C buzzer -o pid=,cputimes= | awk -v s="$server_pid" '$1 != s {c+=$2} END {print c+0}'; }
+    bench_profile http://127.0.0.1:27490 "$psecs" bench bench_cpu
   ) &
   prof_pid=$!
 fi

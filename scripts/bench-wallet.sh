@@ -67,13 +67,7 @@ if [ -n "${PROFILE_DIR:-}" ]; then
   psecs=$(( secs > 8 ? secs - 6 : secs ))
   ( sleep 4
     pg_cpu() { ps -C postgres -o cputimes= 2>/dev/null | awk '{s+=$1} END {print s+0}'; }
-    s0="$(ps -p "$server_pid" -o cputimes= | tr -d ' ')"; p0="$(pg_cpu)"; t0="$(date +%s.%N)"
-    curl -sf -H "Authorization: Bearer $admin_tok" -o "$PROFILE_DIR/serve.pprof" \
-      "http://127.0.0.1:19090/debug/pprof/profile?seconds=$psecs" || log "profile failed"
-    s1="$(ps -p "$server_pid" -o cputimes= | tr -d ' ')"; p1="$(pg_cpu)"; t1="$(date +%s.%N)"
-    python3 -c 'import sys; s0,s1,p0,p1,t0,t1=map(float,sys.argv[1:]); w=t1-t0; print("window_s %.1f serve_cpu_s %.1f (%.2f cores) postgres_cpu_s %.1f (%.2f cores)" % (w,s1-s0,(s1-s0)/w,p1-p0,(p1-p0)/w))' \
-      "$s0" "$s1" "$p0" "$p1" "$t0" "$t1" >"$PROFILE_DIR/cpu.txt"
-    cp "$work/buzzer" "$PROFILE_DIR/buzzer"
+    bench_profile http://127.0.0.1:19090 "$psecs" postgres pg_cpu
     curl -sf -H "Authorization: Bearer $admin_tok" -o "$PROFILE_DIR/serve.trace" \
       "http://127.0.0.1:19090/debug/pprof/trace?seconds=2" || true
     curl -sf -H "Authorization: Bearer $admin_tok" -o "$PROFILE_DIR/metrics.txt" \
