@@ -9,6 +9,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"embed"
 	"errors"
 	"fmt"
@@ -34,10 +35,12 @@ var migrationsFS embed.FS
 // Config configures the embedded store. Path is a file path; the sqlite://
 // prefix of --store is stripped by cmd.
 type Config struct {
-	Path        string         `yaml:"path"`
-	BusyTimeout time.Duration  `yaml:"busy_timeout"`
-	MaxConns    int            `yaml:"max_conns"`
-	Retry       txretry.Policy `yaml:"retry"`
+	Path        string        `yaml:"path"`
+	BusyTimeout time.Duration `yaml:"busy_timeout"`
+	// MaxConns bounds the connection pool, the writer's own connection
+	// included.
+	MaxConns int            `yaml:"max_conns"`
+	Retry    txretry.Policy `yaml:"retry"`
 	// CheckpointEvery is how often a background checkpoint copies the WAL
 	// into the database file; 0 leaves it to SQLite's automatic
 	// checkpoint, inside the commit that fills the WAL past 1,000 pages.
@@ -57,8 +60,9 @@ func (c Config) Validate() error {
 	if c.BusyTimeout < 0 {
 		return buzzer.Errorf(buzzer.EINVALID, "store busy_timeout must be >= 0")
 	}
-	if c.MaxConns < 1 || c.MaxConns > 256 {
-		return buzzer.Errorf(buzzer.EINVALID, "store max_conns must be 1..256, got %d", c.MaxConns)
+	if c.MaxConns < 2 || c.MaxConns > 256 {
+		// One connection is the writer's; reads need at least one more.
+		return buzzer.Errorf(buzzer.EINVALID, "store max_conns must be 2..256 (one is kept for writes), got %d", c.MaxConns)
 	}
 	if c.CheckpointEvery < 0 {
 		return buzzer.Errorf(buzzer.EINVALID, "store checkpoint_every must be >= 0")
@@ -77,6 +81,15 @@ type DB struct {
 	// the file lock with sleeps of up to 100 ms, which wastes most of the
 	// time under contention. busy_timeout still covers other processes.
 	writer chan struct{}
+	// wconn is the connection every write transaction runs on, used only
+	// by whoever holds writer. SQLite keeps a connection's page cache
+	// across its transactions only while no other connection writes; with
+	// writes spread over the pool, every transaction started on a cold
+	// cache and read its b-tree pages back from the file (a system call
+	// each), and a group commit's pages overflowed the default 2 MiB cache
+	// into the WAL before its commit. One connection with a cache of
+	// writerCacheKiB keeps the hot pages in memory.
+	wconn *sql.Conn
 	// OnTx, when set before the store is used, is told how long each write
 	// transaction took as its caller saw it (queueing and retries included):
 	// the store layer's latency histogram.
@@ -138,7 +151,50 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 func (db *DB) Close() error {
 	db.closeOnce.Do(func() { close(db.stop) })
 	<-db.stopped
+	// The writer connection goes back first (after the transaction in
+	// flight, if any), so that closing the pool closes every connection.
+	t := time.NewTimer(30 * time.Second)
+	defer t.Stop()
+	select {
+	case db.writer <- struct{}{}:
+		db.dropWriterConn()
+		<-db.writer
+	case <-t.C:
+	}
 	return db.SQL.Close()
+}
+
+// writerCacheKiB is the writer connection's page cache: it holds the pages
+// of the busy indexes and of the largest group commit, so a commit neither
+// reads them back from the file nor spills them early.
+const writerCacheKiB = 64 << 10
+
+// writerConn returns the writer connection, opening it if needed. The
+// caller holds writer.
+func (db *DB) writerConn(ctx context.Context) (*sql.Conn, error) {
+	if db.wconn != nil {
+		return db.wconn, nil
+	}
+	c, err := db.SQL.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.ExecContext(ctx, fmt.Sprintf("PRAGMA cache_size(-%d)", writerCacheKiB)); err != nil {
+		c.Close()
+		return nil, err
+	}
+	db.wconn = c
+	return c, nil
+}
+
+// dropWriterConn gives the writer connection back to the pool (closing
+// it if it is broken); the next transaction opens another. The caller
+// holds writer.
+func (db *DB) dropWriterConn() {
+	if db.wconn != nil {
+		db.wconn.Close()
+		db.wconn = nil
+	}
 }
 
 // checkpoints copies the WAL into the database file every interval, in a
@@ -217,20 +273,49 @@ func (db *DB) InTx(ctx context.Context, fn func(*sql.Tx) error) error {
 			return buzzer.Wrap(ctx.Err(), buzzer.ETIMEOUT, "The store did not answer in time.")
 		}
 		defer func() { <-db.writer }()
-		tx, err := db.SQL.BeginTx(ctx, nil)
+		tx, err := db.beginWrite(ctx)
 		if err != nil {
 			return translateErr(err)
 		}
 		if err := fn(tx); err != nil {
 			_ = tx.Rollback()
+			db.dropIfBroken(err)
 			return err
 		}
 		if err := tx.Commit(); err != nil {
 			_ = tx.Rollback()
+			db.dropIfBroken(err)
 			return translateErr(err)
 		}
 		return nil
 	})
+}
+
+// beginWrite begins a transaction on the writer connection; a connection
+// that turns out to be gone (database/sql discards one whose transaction
+// was abandoned by its context) is replaced once. The caller holds writer.
+func (db *DB) beginWrite(ctx context.Context) (*sql.Tx, error) {
+	for attempt := 0; ; attempt++ {
+		conn, err := db.writerConn(ctx)
+		if err != nil {
+			return nil, err
+		}
+		tx, err := conn.BeginTx(ctx, nil)
+		if err == nil || attempt == 1 || !db.dropIfBroken(err) {
+			return tx, err
+		}
+	}
+}
+
+// dropIfBroken lets the writer connection go when err says it can no
+// longer be used, so that the next transaction opens a fresh one. The
+// caller holds writer.
+func (db *DB) dropIfBroken(err error) bool {
+	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone) {
+		db.dropWriterConn()
+		return true
+	}
+	return false
 }
 
 // Code returns the primary SQLite result code of err, or 0.

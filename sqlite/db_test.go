@@ -3,10 +3,16 @@ package sqlite_test
 import (
 	"context"
 	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/buzzer-bet/buzzer/internal/enginetest"
+	"github.com/buzzer-bet/buzzer/sqlite"
 )
 
 // Concurrent read-modify-write transactions must not lose an update: every
@@ -114,5 +120,121 @@ func TestInTxCancelledTransactionsLeaveNoHalf(t *testing.T) {
 		return err
 	}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Every write transaction runs on the one writer connection, with its
+// large page cache, so that its pages stay cached from one commit to the
+// next; a transaction its caller abandons does not cost the next one its
+// connection or an error; reads go to the rest of the pool while a write
+// is open; and Close gives the connection back, so the last close
+// checkpoints and removes the WAL.
+func TestWritesKeepOneWarmConnection(t *testing.T) {
+	cfg := sqlite.DefaultConfig()
+	cfg.Path = filepath.Join(t.TempDir(), "w.db")
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.SQL.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY)"); err != nil {
+		t.Fatal(err)
+	}
+	// A TEMP table lives in the connection that made it.
+	if err := db.InTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.Exec("CREATE TEMP TABLE writer_mark (x INTEGER)")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	onWriter := func(tx *sql.Tx) error {
+		var n, cache int
+		if err := tx.QueryRow("SELECT count(*) FROM temp.writer_mark").Scan(&n); err != nil {
+			return fmt.Errorf("not the writer connection: %w", err)
+		}
+		if err := tx.QueryRow("PRAGMA cache_size").Scan(&cache); err != nil {
+			return err
+		}
+		if cache != -64<<10 {
+			return fmt.Errorf("writer cache_size = %d, want %d", cache, -64<<10)
+		}
+		return nil
+	}
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 25 {
+				id := w*100 + i
+				cctx, cancel := context.WithCancel(ctx)
+				err := db.InTx(cctx, func(tx *sql.Tx) error {
+					if err := onWriter(tx); err != nil {
+						return err
+					}
+					if _, err := tx.ExecContext(cctx, "INSERT INTO t VALUES ($1)", id); err != nil {
+						return err
+					}
+					if i%5 == 0 {
+						cancel() // abandoned before its commit
+					}
+					return nil
+				})
+				cancel()
+				if err != nil && i%5 != 0 {
+					t.Errorf("write %d: %v", id, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	if err := db.InTx(ctx, onWriter); err != nil {
+		t.Fatalf("after abandoned transactions: %v", err)
+	}
+
+	// A read while a write transaction is open takes another connection.
+	open, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- db.InTx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.Exec("INSERT INTO t VALUES (-1)"); err != nil {
+				return err
+			}
+			close(open)
+			<-release
+			return nil
+		})
+	}()
+	<-open
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	var n int
+	err = db.SQL.QueryRowContext(rctx, "SELECT count(*) FROM t").Scan(&n)
+	cancel()
+	close(release)
+	if err != nil {
+		t.Fatalf("read during a write: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(cfg.Path + "-wal"); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the WAL is still there after Close (%v): a connection was left open", err)
+	}
+}
+
+func TestOneConnectionIsNotEnough(t *testing.T) {
+	cfg := sqlite.DefaultConfig()
+	cfg.Path = filepath.Join(t.TempDir(), "w.db")
+	cfg.MaxConns = 1
+	if err := cfg.Validate(); err == nil {
+		t.Fatal("max_conns 1 accepted: the writer would leave no connection for reads")
 	}
 }
