@@ -46,22 +46,24 @@ const (
 // than four fractional digits, signs, exponents or values outside
 // [MinPrice, MaxPrice] are rejected.
 func ParsePrice(s string) (Price, error) {
-	bad := Errorf(EINVALID, "price %q is not a decimal with at most 4 fractional digits between 1.0001 and 10000", s)
+	bad := func() error {
+		return Errorf(EINVALID, "price %q is not a decimal with at most 4 fractional digits between 1.0001 and 10000", s)
+	}
 	if s == "" || len(s) > 16 {
-		return 0, bad
+		return 0, bad()
 	}
 	intPart, frac, _ := strings.Cut(s, ".")
 	if intPart == "" || len(frac) > 4 {
-		return 0, bad
+		return 0, bad()
 	}
 	for _, r := range intPart + frac {
 		if r < '0' || r > '9' {
-			return 0, bad
+			return 0, bad()
 		}
 	}
 	i, err := strconv.ParseInt(intPart, 10, 64)
 	if err != nil || i > int64(MaxPrice/PriceScale) {
-		return 0, bad
+		return 0, bad()
 	}
 	for len(frac) < 4 {
 		frac += "0"
@@ -69,7 +71,7 @@ func ParsePrice(s string) (Price, error) {
 	f, _ := strconv.ParseInt(frac, 10, 64)
 	p := Price(i*PriceScale + f)
 	if p < MinPrice || p > MaxPrice {
-		return 0, bad
+		return 0, bad()
 	}
 	return p, nil
 }

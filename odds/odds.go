@@ -89,9 +89,11 @@ type Line int64
 // ParseLine parses a decimal line such as "2.5", "-1.5", "+3" or "-0.25"
 // exactly; more than two fractional digits is an error.
 func ParseLine(s string) (Line, error) {
-	bad := buzzer.Errorf(buzzer.EINVALID, "line %q is not a decimal with at most 2 fractional digits", s)
+	bad := func() error {
+		return buzzer.Errorf(buzzer.EINVALID, "line %q is not a decimal with at most 2 fractional digits", s)
+	}
 	if s == "" || len(s) > 12 {
-		return 0, bad
+		return 0, bad()
 	}
 	neg := false
 	switch s[0] {
@@ -102,16 +104,16 @@ func ParseLine(s string) (Line, error) {
 	}
 	ip, fp, _ := strings.Cut(s, ".")
 	if ip == "" || len(fp) > 2 {
-		return 0, bad
+		return 0, bad()
 	}
 	for _, r := range ip + fp {
 		if r < '0' || r > '9' {
-			return 0, bad
+			return 0, bad()
 		}
 	}
 	i, err := strconv.ParseInt(ip, 10, 32)
 	if err != nil {
-		return 0, bad
+		return 0, bad()
 	}
 	for len(fp) < 2 {
 		fp += "0"

@@ -17,20 +17,22 @@ const FactorOne Factor = buzzer.PriceScale
 
 // ParseFactor parses "0", "0.5", "1", "0.3333" exactly.
 func ParseFactor(s string) (Factor, error) {
-	bad := buzzer.Errorf(buzzer.EINVALID, "factor %q must be a decimal between 0 and 1 with at most 4 fractional digits", s)
+	bad := func() error {
+		return buzzer.Errorf(buzzer.EINVALID, "factor %q must be a decimal between 0 and 1 with at most 4 fractional digits", s)
+	}
 	if s == "" || len(s) > 6 {
-		return 0, bad
+		return 0, bad()
 	}
 	ip, fp, _ := strings.Cut(s, ".")
 	if (ip != "0" && ip != "1") || len(fp) > 4 {
-		return 0, bad
+		return 0, bad()
 	}
 	if strings.Contains(s, ".") && fp == "" {
-		return 0, bad
+		return 0, bad()
 	}
 	for _, r := range fp {
 		if r < '0' || r > '9' {
-			return 0, bad
+			return 0, bad()
 		}
 	}
 	for len(fp) < 4 {
@@ -40,7 +42,7 @@ func ParseFactor(s string) (Factor, error) {
 	i, _ := strconv.Atoi(ip)
 	v := Factor(i*buzzer.PriceScale + f)
 	if v > FactorOne {
-		return 0, bad
+		return 0, bad()
 	}
 	return v, nil
 }
