@@ -106,11 +106,35 @@ func tableEventsQuery(r *http.Request) (after int64, limit int, err error) {
 	return after, limit, nil
 }
 
+// tableWaitQuery reads a snapshot's optional wait: ?after=SEQ&wait=DUR
+// answers once the table is past SEQ, or after DUR (at most
+// table.MaxSnapshotWait) with the snapshot as it is then.
+func tableWaitQuery(r *http.Request) (after int64, wait time.Duration, err error) {
+	q := r.URL.Query()
+	a, w := q.Get("after"), q.Get("wait")
+	if a == "" && w == "" {
+		return 0, 0, nil
+	}
+	if a == "" || w == "" {
+		return 0, 0, buzzer.Errorf(buzzer.EINVALID, "Query parameters after and wait go together.")
+	}
+	n, convErr := strconv.ParseInt(a, 10, 64)
+	if convErr != nil || n < 0 || strconv.FormatInt(n, 10) != a {
+		return 0, 0, buzzer.Errorf(buzzer.EINVALID, "Query parameter after must be a sequence number (a non-negative decimal).")
+	}
+	d, convErr := time.ParseDuration(w)
+	if convErr != nil || d <= 0 || d > table.MaxSnapshotWait {
+		return 0, 0, buzzer.Errorf(buzzer.EINVALID, "Query parameter wait must be a duration above 0 and at most %s, such as 2s.", table.MaxSnapshotWait)
+	}
+	return n, d, nil
+}
+
 // MountTables adds the live-table API on the player listener. Every route
 // needs a player token; the player is always the token's subject.
 //
 //	GET    /v1/tables                      tables this node serves, as snapshots
 //	GET    /v1/tables/{id}                 the table's snapshot (any node can serve it)
+//	GET    /v1/tables/{id}?after=SEQ&wait=DUR   the snapshot once the table is past SEQ (or after DUR, at most 5s)
 //	GET    /v1/tables/{id}/events?after=SEQ&limit=N   events after SEQ, to resume a feed
 //	POST   /v1/tables/{id}/seats           {seat}: sit down (201)
 //	DELETE /v1/tables/{id}/seats/{seat}    leave (now, or when the round ends)
@@ -158,7 +182,11 @@ func (s *Server) MountTables(svc *table.Service, gate GeoGate) {
 		return WriteJSON(w, http.StatusOK, map[string]any{"tables": views})
 	})
 	s.Player("GET /v1/tables/{id}", Player, func(w http.ResponseWriter, r *http.Request) error {
-		v, err := svc.Snapshot(r.Context(), r.PathValue("id"))
+		after, wait, err := tableWaitQuery(r)
+		if err != nil {
+			return err
+		}
+		v, err := svc.WaitSnapshot(r.Context(), r.PathValue("id"), after, wait)
 		if err != nil {
 			return err
 		}

@@ -303,6 +303,20 @@ func TestTableRoutes(t *testing.T) {
 			t.Errorf("events?%s: %d", q, rec.Code)
 		}
 	}
+	// A snapshot can wait for the table to move past what the client saw:
+	// at once when it already has, with the same snapshot when the wait
+	// runs out first (the wake-up itself is table.TestWaitSnapshot...).
+	if got := tableView(t, tableCall(t, h, "GET", fmt.Sprintf("/v1/tables/bj?after=%d&wait=5s", v.Seq-1), "ann", "", ""), 200); got.Seq != v.Seq {
+		t.Fatalf("wait past seq: seq %d, want %d", got.Seq, v.Seq)
+	}
+	if got := tableView(t, tableCall(t, h, "GET", fmt.Sprintf("/v1/tables/bj?after=%d&wait=10ms", v.Seq), "ann", "", ""), 200); got.Seq != v.Seq {
+		t.Fatalf("wait on a quiet table: seq %d, want %d", got.Seq, v.Seq)
+	}
+	for _, q := range []string{"after=1", "wait=1s", "after=x&wait=1s", "after=-1&wait=1s", "after=1&wait=0s", "after=1&wait=6s", "after=1&wait=soon"} {
+		if rec := tableCall(t, h, "GET", "/v1/tables/bj?"+q, "ann", "", ""); rec.Code != 400 {
+			t.Errorf("snapshot?%s: %d", q, rec.Code)
+		}
+	}
 	// Leaving mid-round marks the seat; a stranger's seat is not theirs to free.
 	if rec := tableCall(t, h, "DELETE", "/v1/tables/bj/seats/2", "ann", "", ""); rec.Code != http.StatusNotFound {
 		t.Fatalf("leave someone else's seat: %d %s", rec.Code, rec.Body)

@@ -147,6 +147,10 @@ type handle struct {
 	// view is st, published for readers that must not wait for the table
 	// lock (Snapshot): a committed state, never mutated.
 	view atomic.Pointer[state]
+	// changed is closed, and cleared, when view next moves on; whoever
+	// waits for the table's next change (WaitSnapshot) makes it.
+	changeMu sync.Mutex
+	changed  chan struct{}
 
 	renewMu sync.Mutex // serializes renewals; never held with mu
 
@@ -338,8 +342,31 @@ func (h *handle) setStored(stored Stored) error {
 		return buzzer.Wrap(err, buzzer.EINTERNAL, "decode table state")
 	}
 	h.stored, h.st = stored, st
-	h.view.Store(st)
+	h.publishView(st)
 	return nil
+}
+
+// publishView makes st the state readers see and wakes whoever waits for
+// the table to change.
+func (h *handle) publishView(st *state) {
+	h.view.Store(st)
+	h.changeMu.Lock()
+	if h.changed != nil {
+		close(h.changed)
+		h.changed = nil
+	}
+	h.changeMu.Unlock()
+}
+
+// changes returns a channel closed at the view's next change. Taken
+// before reading the view, it cannot miss a change made after that read.
+func (h *handle) changes() <-chan struct{} {
+	h.changeMu.Lock()
+	defer h.changeMu.Unlock()
+	if h.changed == nil {
+		h.changed = make(chan struct{})
+	}
+	return h.changed
 }
 
 func (st *state) clone() *state {
@@ -395,7 +422,7 @@ func (s *Service) commit(ctx context.Context, h *handle, st *state, events []Eve
 		return err
 	}
 	h.stored, h.st = Stored{State: b, Version: v, Seq: st.Seq, Epoch: lease.Epoch}, st.clone()
-	h.view.Store(h.st)
+	h.publishView(h.st)
 	if s.d.Publisher != nil && len(events) > 0 {
 		s.d.Publisher.Publish(st.Table, events)
 	}
@@ -1210,6 +1237,39 @@ func (s *Service) Snapshot(ctx context.Context, table string) (View, error) {
 		}
 	}
 	return s.reader().Snapshot(ctx, table)
+}
+
+// MaxSnapshotWait bounds WaitSnapshot's wait.
+const MaxSnapshotWait = 5 * time.Second
+
+// WaitSnapshot is Snapshot once the table's sequence number is past after,
+// waiting up to wait (at most MaxSnapshotWait) for the table to get there:
+// a client that has seen the table at after learns of its next change the
+// moment it is committed, with one request instead of a poll loop. At the
+// end of the wait it answers the snapshot as it is. A table this node does
+// not hold is answered at once (its holder may be another node).
+func (s *Service) WaitSnapshot(ctx context.Context, table string, after int64, wait time.Duration) (View, error) {
+	s.mu.Lock()
+	h := s.tables[table]
+	s.mu.Unlock()
+	if h == nil || wait <= 0 {
+		return s.Snapshot(ctx, table)
+	}
+	t := time.NewTimer(min(wait, MaxSnapshotWait))
+	defer t.Stop()
+	for {
+		changed := h.changes()
+		if st := h.view.Load(); st == nil || st.Seq > after {
+			return s.Snapshot(ctx, table)
+		}
+		select {
+		case <-changed:
+		case <-t.C:
+			return s.Snapshot(ctx, table)
+		case <-ctx.Done():
+			return View{}, buzzer.Wrap(ctx.Err(), buzzer.ETIMEOUT, "The request ended while waiting for the table to change.")
+		}
+	}
 }
 
 // Events returns up to limit (capped by Config.MaxEvents) events after seq.

@@ -405,3 +405,79 @@ func TestRoundEndingDecisionAnswersBeforePayouts(t *testing.T) {
 	}
 	checkLog(t, svc, "bj")
 }
+
+// WaitSnapshot answers the moment the table moves past the sequence number
+// the client has seen; with nothing new it answers the unchanged snapshot at
+// the end of the wait, and a request that ends first gets a timeout.
+func TestWaitSnapshotAnswersOnTheNextChange(t *testing.T) {
+	r := newRig(1)
+	svc := r.service(t, "n1")
+	ctx := context.Background()
+	if err := svc.Open(ctx, "bj1", table.DefaultTableConfig()); err != nil {
+		t.Fatal(err)
+	}
+	v0, err := svc.Snapshot(ctx, "bj1")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Already past: at once.
+	if v0.Seq > 0 {
+		v, err := svc.WaitSnapshot(ctx, "bj1", v0.Seq-1, time.Minute)
+		if err != nil || v.Seq != v0.Seq {
+			t.Fatalf("past seq: %d, %v; want %d at once", v.Seq, err, v0.Seq)
+		}
+	}
+
+	// Nothing happens: the same snapshot after the wait.
+	start := time.Now()
+	v, err := svc.WaitSnapshot(ctx, "bj1", v0.Seq, 50*time.Millisecond)
+	if err != nil || v.Seq != v0.Seq {
+		t.Fatalf("quiet table: %d, %v; want %d", v.Seq, err, v0.Seq)
+	}
+	if waited := time.Since(start); waited < 50*time.Millisecond {
+		t.Fatalf("answered after %s, before its wait ran out", waited)
+	}
+
+	// A player sits down while the client waits: it sees that seat.
+	type res struct {
+		v   table.View
+		err error
+	}
+	got := make(chan res, 1)
+	go func() {
+		v, err := svc.WaitSnapshot(ctx, "bj1", v0.Seq, time.Minute)
+		got <- res{v, err}
+	}()
+	time.Sleep(20 * time.Millisecond) // let it wait
+	r.wallet.fund("alice", 1_000)
+	sat := sit(t, svc, "bj1", "alice", 3)
+	select {
+	case g := <-got:
+		if g.err != nil || g.v.Seq != sat.Seq || tableSeatPlayer(g.v, 3) != "alice" {
+			t.Fatalf("after the change: seq %d (want %d), seat 3 %q, %v", g.v.Seq, sat.Seq, tableSeatPlayer(g.v, 3), g.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiting client was not woken by the change")
+	}
+
+	// The request ends first.
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if _, err := svc.WaitSnapshot(cctx, "bj1", sat.Seq, time.Minute); buzzer.ErrorCode(err) != buzzer.ETIMEOUT {
+		t.Fatalf("ended request: %v, want a timeout", err)
+	}
+	// A table this node does not hold: at once.
+	if _, err := svc.WaitSnapshot(ctx, "nope", 0, time.Minute); buzzer.ErrorCode(err) != buzzer.ENOTFOUND {
+		t.Fatalf("unknown table: %v, want not found", err)
+	}
+}
+
+func tableSeatPlayer(v table.View, seat int) string {
+	for _, s := range v.Seats {
+		if s.Seat == seat {
+			return s.Player
+		}
+	}
+	return ""
+}

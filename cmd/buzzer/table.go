@@ -459,6 +459,28 @@ func (b *tableBot) get(ctx context.Context) error {
 	return b.setView(body)
 }
 
+// await reads the table once it has moved past seq, as a player's app
+// that is told of each change would (GET ?after=&wait=: the server answers
+// when the table changes, or after the wait with the table as it is). An
+// answer that comes back at once unchanged (the table is held by another
+// node, which answers without waiting) is followed by a short pause, so
+// the bot never spins.
+func (b *tableBot) await(ctx context.Context, seq int64) error {
+	start := time.Now()
+	url := fmt.Sprintf("%s/v1/tables/%s?after=%d&wait=2s", b.base, b.id, seq)
+	code, body, err := call(ctx, b.hc, http.MethodGet, url, b.anyToken(), "", nil)
+	if err != nil || code != http.StatusOK {
+		return fmt.Errorf("GET /v1/tables/%s?after=%d: %d %v %.200s", b.id, seq, code, err, body)
+	}
+	if err := b.setView(body); err != nil {
+		return err
+	}
+	if b.view.Seq <= seq && time.Since(start) < 50*time.Millisecond {
+		time.Sleep(50 * time.Millisecond)
+	}
+	return nil
+}
+
 func (b *tableBot) anyToken() string {
 	for _, t := range b.tokens {
 		return t
@@ -513,13 +535,8 @@ func (b *tableBot) step(ctx context.Context) error {
 	}
 	if action == table.NoAction {
 		// Nothing to decide: the betting window is open with every bot's
-		// bet in, or another seat or the dealer is due. Poll gently.
-		wait := 50 * time.Millisecond
-		if until := time.Until(v.BettingCloses); v.Turn == nil && until > wait {
-			wait = min(until+10*time.Millisecond, time.Second)
-		}
-		time.Sleep(wait)
-		return b.get(ctx)
+		// bet in, or another seat or the dealer is due.
+		return b.await(ctx, v.Seq)
 	}
 	if b.think > 0 {
 		time.Sleep(b.think/2 + time.Duration(b.rnd.Int64N(int64(b.think))))
@@ -570,12 +587,7 @@ func (b *tableBot) betAll(ctx context.Context) error {
 	}
 	if len(seats) == 0 {
 		// Every bet is in: wait for the deal.
-		wait := 50 * time.Millisecond
-		if until := time.Until(v.BettingCloses); v.Turn == nil && until > wait {
-			wait = min(until+10*time.Millisecond, time.Second)
-		}
-		time.Sleep(wait)
-		return b.get(ctx)
+		return b.await(ctx, v.Seq)
 	}
 	type res struct {
 		start time.Time
