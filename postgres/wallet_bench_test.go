@@ -15,7 +15,7 @@ import (
 // (at several lane counts) and the audit capture (see docs/benchmarks.md).
 func BenchmarkWalletPlaceBet(b *testing.B) {
 	for _, audited := range []bool{false, true} {
-		for _, c := range []struct{ batch, lanes int }{{1, 0}, {128, 4}, {128, 8}, {128, 16}} {
+		for _, c := range []struct{ batch, lanes int }{{1, 0}, {128, 1}, {128, 2}, {128, 4}, {128, 8}, {128, 16}} {
 			name := fmt.Sprintf("audited=%v/batch=%d", audited, c.batch)
 			if c.batch > 1 {
 				name += fmt.Sprintf("/lanes=%d", c.lanes)

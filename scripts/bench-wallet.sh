@@ -16,7 +16,8 @@
 # admin listener's /debug/pprof) and the CPU seconds that serve, the load
 # generator and PostgreSQL used during it (cpu.txt), so a run shows where
 # the two shared cores went, plus a 2 s execution trace (serve.trace) and
-# the metrics at its end (metrics.txt).
+# the metrics at its end (metrics.txt). EXTRA_CONFIG is YAML for serve's
+# --config, e.g. EXTRA_CONFIG=$'wallet:\n  batch_lanes: 8'.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PGURL="${PGURL:-postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable}"
@@ -52,7 +53,8 @@ log "pgbench: tps=$pgb_tps latency_avg_ms=$pgb_lat"
 
 log "buzzer: serve on $BZ_DB"
 psql "$PGURL" -qc "CREATE DATABASE $BZ_DB" >/dev/null
-"$work/buzzer" serve --data-dir "$work/data" --store "$(db_url "$BZ_DB")" \
+printf '%s\n' "${EXTRA_CONFIG:-}" >"$work/serve.yaml"
+"$work/buzzer" serve --data-dir "$work/data" --store "$(db_url "$BZ_DB")" --config "$work/serve.yaml" \
   --http-addr 127.0.0.1:18080 --admin-addr 127.0.0.1:19090 --log-level warn >"$work/serve.out" 2>"$work/serve.err" &
 server_pid=$!
 for _ in $(seq 1 100); do curl -sf 127.0.0.1:18080/readyz >/dev/null 2>&1 && break; sleep 0.2; done

@@ -55,6 +55,9 @@ type Config struct {
 	BatchMax int `yaml:"batch_max"`
 	// BatchLanes is how many group commits may run at once (at most
 	// Buckets); each player's requests always go through the same one.
+	// One lane commits a group while the next fills: on two cores that
+	// beat 2, 4 and 8 lanes on both throughput and tail (PostgreSQL and
+	// SQLite); more lanes pay only where the store has cores to spare.
 	BatchLanes int `yaml:"batch_lanes"`
 }
 
@@ -75,7 +78,7 @@ func DefaultConfig() Config {
 		SettleBatch:   200,
 		PurgeBatch:    1000,
 		BatchMax:      128,
-		BatchLanes:    4,
+		BatchLanes:    1,
 	}
 }
 
