@@ -64,6 +64,10 @@ func (o *Outbox) LastSeq(ctx context.Context, jurisdiction string, c audit.Compo
 // stream key and is inserted pending. SQLite has one writer at a time, so
 // per-key order is commit order.
 func (o *Outbox) Write(ctx context.Context, recs ...*audit.Record) error {
+	ctx, err := unwatched(ctx)
+	if err != nil {
+		return err
+	}
 	if o.next == nil {
 		next, err := o.stmts.prepare(ctx, o.tx, `INSERT INTO audit_sequences (stream_key, seq) VALUES ($1, 1)
 			ON CONFLICT (stream_key) DO UPDATE SET seq = audit_sequences.seq + 1 RETURNING seq`)
@@ -137,6 +141,10 @@ func (t auditedWalletTx) ApplyTransaction(ctx context.Context, txn *wallet.Trans
 // ApplyBatch captures every transaction and bet of a group commit, as
 // ApplyTransaction and InsertBet do one at a time.
 func (t auditedWalletTx) ApplyBatch(ctx context.Context, txns []*wallet.Transaction, bets []*wallet.Bet, keys []*wallet.KeyRecord) error {
+	ctx, err := unwatched(ctx)
+	if err != nil {
+		return err
+	}
 	if err := t.walletTx.ApplyBatch(ctx, txns, bets, keys); err != nil {
 		return err
 	}

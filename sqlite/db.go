@@ -307,6 +307,21 @@ func (db *DB) beginWrite(ctx context.Context) (*sql.Tx, error) {
 	}
 }
 
+// unwatched returns ctx without its cancellation, once it has checked that
+// ctx has not ended. modernc's driver watches a cancellable context with a
+// goroutine of its own for every statement, to interrupt it; a group
+// commit runs hundreds of short statements under the one write lock, and
+// those goroutines and their wake-ups cost more than interrupting a
+// statement of a few microseconds is worth. The transaction keeps the
+// caller's context: database/sql rolls it back when that context ends, so
+// a caller that gives up still leaves all or nothing.
+func unwatched(ctx context.Context) (context.Context, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return context.WithoutCancel(ctx), nil
+}
+
 // dropIfBroken lets the writer connection go when err says it can no
 // longer be used, so that the next transaction opens a fresh one. The
 // caller holds writer.

@@ -30,6 +30,10 @@ func scanDecision(jur, hash sql.NullString, at sql.NullInt64, src sql.NullString
 }
 
 func (t walletTx) ClaimKeys(ctx context.Context, recs []*wallet.KeyRecord) ([]*wallet.KeyRecord, error) {
+	ctx, err := unwatched(ctx)
+	if err != nil {
+		return nil, err
+	}
 	ins, err := t.prepare(ctx, insertKeySQL)
 	if err != nil {
 		return nil, err
@@ -55,6 +59,10 @@ func (t walletTx) ClaimKeys(ctx context.Context, recs []*wallet.KeyRecord) ([]*w
 }
 
 func (t walletTx) MarketResults(ctx context.Context, markets []string) (map[string]*wallet.MarketResult, error) {
+	ctx, err := unwatched(ctx)
+	if err != nil {
+		return nil, err
+	}
 	out := map[string]*wallet.MarketResult{}
 	for _, m := range markets {
 		if _, done := out[m]; done {
@@ -74,6 +82,10 @@ func (t walletTx) MarketResults(ctx context.Context, markets []string) (map[stri
 // LockBalances reads the balances; the IMMEDIATE transaction already holds
 // SQLite's single write lock.
 func (t walletTx) LockBalances(ctx context.Context, keys []wallet.AccountKey) (map[string]buzzer.Amount, error) {
+	ctx, err := unwatched(ctx)
+	if err != nil {
+		return nil, err
+	}
 	sel, err := t.prepare(ctx, `SELECT balance FROM wallet_accounts WHERE id = $1`)
 	if err != nil {
 		return nil, err
@@ -106,6 +118,10 @@ func (t walletTx) LockBalances(ctx context.Context, keys []wallet.AccountKey) (m
 // wallet checked every member's balances in posting order before this, so
 // the sums leave the same balances as the postings applied one by one.
 func (t walletTx) ApplyBatch(ctx context.Context, txns []*wallet.Transaction, bets []*wallet.Bet, keys []*wallet.KeyRecord) error {
+	ctx, err := unwatched(ctx)
+	if err != nil {
+		return err
+	}
 	if len(txns) > 0 {
 		if err := t.applyTransactions(ctx, txns); err != nil {
 			return err
