@@ -278,22 +278,20 @@ func (db *DB) InTx(ctx context.Context, fn func(*sql.Tx) error) error {
 			return translateErr(err)
 		}
 		if err := fn(tx); err != nil {
-			_ = tx.Rollback()
-			db.dropIfBroken(err)
+			db.abort(ctx, tx)
 			return err
 		}
 		if err := tx.Commit(); err != nil {
-			_ = tx.Rollback()
-			db.dropIfBroken(err)
+			db.abort(ctx, tx)
 			return translateErr(err)
 		}
 		return nil
 	})
 }
 
-// beginWrite begins a transaction on the writer connection; a connection
-// that turns out to be gone (database/sql discards one whose transaction
-// was abandoned by its context) is replaced once. The caller holds writer.
+// beginWrite begins a transaction on the writer connection. A connection
+// that cannot begin one (gone, or somehow still inside a transaction) is
+// replaced once. The caller holds writer.
 func (db *DB) beginWrite(ctx context.Context) (*sql.Tx, error) {
 	for attempt := 0; ; attempt++ {
 		conn, err := db.writerConn(ctx)
@@ -301,9 +299,34 @@ func (db *DB) beginWrite(ctx context.Context) (*sql.Tx, error) {
 			return nil, err
 		}
 		tx, err := conn.BeginTx(ctx, nil)
-		if err == nil || attempt == 1 || !db.dropIfBroken(err) {
+		if err == nil || attempt == 1 || ctx.Err() != nil {
 			return tx, err
 		}
+		db.discardWriterConn()
+	}
+}
+
+// abort rolls tx back after a failure. When the caller's context has
+// ended, database/sql rolls the transaction back on its own, and a
+// rollback cut short by that same cancellation can leave the connection
+// inside the transaction; a pooled connection would be checked before its
+// next use, the held writer connection is not. So the writer connection is
+// replaced then, and whenever the rollback itself fails. The caller holds
+// writer.
+func (db *DB) abort(ctx context.Context, tx *sql.Tx) {
+	err := tx.Rollback()
+	if ctx.Err() != nil || (err != nil && !errors.Is(err, sql.ErrTxDone)) {
+		db.discardWriterConn()
+	}
+}
+
+// discardWriterConn closes the writer connection for good (returning
+// driver.ErrBadConn from Raw makes database/sql close it rather than pool
+// it); the next transaction opens another. The caller holds writer.
+func (db *DB) discardWriterConn() {
+	if db.wconn != nil {
+		_ = db.wconn.Raw(func(any) error { return driver.ErrBadConn })
+		db.wconn = nil
 	}
 }
 
@@ -320,17 +343,6 @@ func unwatched(ctx context.Context) (context.Context, error) {
 		return nil, err
 	}
 	return context.WithoutCancel(ctx), nil
-}
-
-// dropIfBroken lets the writer connection go when err says it can no
-// longer be used, so that the next transaction opens a fresh one. The
-// caller holds writer.
-func (db *DB) dropIfBroken(err error) bool {
-	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone) {
-		db.dropWriterConn()
-		return true
-	}
-	return false
 }
 
 // Code returns the primary SQLite result code of err, or 0.

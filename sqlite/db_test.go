@@ -125,10 +125,10 @@ func TestInTxCancelledTransactionsLeaveNoHalf(t *testing.T) {
 
 // Every write transaction runs on the one writer connection, with its
 // large page cache, so that its pages stay cached from one commit to the
-// next; a transaction its caller abandons does not cost the next one its
-// connection or an error; reads go to the rest of the pool while a write
-// is open; and Close gives the connection back, so the last close
-// checkpoints and removes the WAL.
+// next; a transaction its caller abandons costs the connection (database/sql
+// may leave it mid-rollback), never the next transaction; reads go to the
+// rest of the pool while a write is open; and Close gives the connection
+// back, so the last close checkpoints and removes the WAL.
 func TestWritesKeepOneWarmConnection(t *testing.T) {
 	cfg := sqlite.DefaultConfig()
 	cfg.Path = filepath.Join(t.TempDir(), "w.db")
@@ -142,58 +142,73 @@ func TestWritesKeepOneWarmConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A TEMP table lives in the connection that made it.
-	if err := db.InTx(ctx, func(tx *sql.Tx) error {
+	mark := func(tx *sql.Tx) error {
 		_, err := tx.Exec("CREATE TEMP TABLE writer_mark (x INTEGER)")
 		return err
-	}); err != nil {
-		t.Fatal(err)
 	}
-	onWriter := func(tx *sql.Tx) error {
-		var n, cache int
-		if err := tx.QueryRow("SELECT count(*) FROM temp.writer_mark").Scan(&n); err != nil {
-			return fmt.Errorf("not the writer connection: %w", err)
-		}
+	onWriter := func(tx *sql.Tx, marked bool) error {
+		var cache int
 		if err := tx.QueryRow("PRAGMA cache_size").Scan(&cache); err != nil {
 			return err
 		}
 		if cache != -64<<10 {
 			return fmt.Errorf("writer cache_size = %d, want %d", cache, -64<<10)
 		}
+		if marked {
+			var n int
+			if err := tx.QueryRow("SELECT count(*) FROM temp.writer_mark").Scan(&n); err != nil {
+				return fmt.Errorf("not the writer connection: %w", err)
+			}
+		}
 		return nil
 	}
-	var wg sync.WaitGroup
-	for w := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range 25 {
-				id := w*100 + i
-				cctx, cancel := context.WithCancel(ctx)
-				err := db.InTx(cctx, func(tx *sql.Tx) error {
-					if err := onWriter(tx); err != nil {
-						return err
+	// writers runs 8 concurrent writers of 25 rows each from base; with
+	// abandon, every fifth is abandoned before its commit.
+	writers := func(base int, abandon bool, marked bool) {
+		var wg sync.WaitGroup
+		for w := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range 25 {
+					id := base + w*100 + i
+					cctx, cancel := context.WithCancel(ctx)
+					err := db.InTx(cctx, func(tx *sql.Tx) error {
+						if err := onWriter(tx, marked); err != nil {
+							return err
+						}
+						if _, err := tx.ExecContext(cctx, "INSERT INTO t VALUES ($1)", id); err != nil {
+							return err
+						}
+						if abandon && i%5 == 0 {
+							cancel()
+						}
+						return nil
+					})
+					cancel()
+					if err != nil && !(abandon && i%5 == 0) {
+						t.Errorf("write %d: %v", id, err)
 					}
-					if _, err := tx.ExecContext(cctx, "INSERT INTO t VALUES ($1)", id); err != nil {
-						return err
-					}
-					if i%5 == 0 {
-						cancel() // abandoned before its commit
-					}
-					return nil
-				})
-				cancel()
-				if err != nil && i%5 != 0 {
-					t.Errorf("write %d: %v", id, err)
 				}
-			}
-		}()
+			}()
+		}
+		wg.Wait()
 	}
-	wg.Wait()
+	if err := db.InTx(ctx, mark); err != nil {
+		t.Fatal(err)
+	}
+	writers(0, false, true)
+	writers(1000, true, false)
 	if t.Failed() {
 		return
 	}
-	if err := db.InTx(ctx, onWriter); err != nil {
-		t.Fatalf("after abandoned transactions: %v", err)
+	if err := db.InTx(ctx, mark); err != nil {
+		t.Fatal(err)
+	}
+	writers(2000, false, true)
+	var n int
+	if err := db.SQL.QueryRow("SELECT count(*) FROM t WHERE id >= 1000 AND id < 2000").Scan(&n); err != nil || n != 8*20 {
+		t.Fatalf("%d rows of the abandoning writers (%v), want the %d not abandoned", n, err, 8*20)
 	}
 
 	// A read while a write transaction is open takes another connection.
@@ -211,7 +226,6 @@ func TestWritesKeepOneWarmConnection(t *testing.T) {
 	}()
 	<-open
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	var n int
 	err = db.SQL.QueryRowContext(rctx, "SELECT count(*) FROM t").Scan(&n)
 	cancel()
 	close(release)
