@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,28 +23,19 @@ func TestInTxSerializesWriters(t *testing.T) {
 		t.Fatal(err)
 	}
 	const workers, each = 16, 25
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for range each {
-				err := db.InTx(ctx, func(tx *sql.Tx) error {
-					var n int
-					if err := tx.QueryRowContext(ctx, "SELECT n FROM counter WHERE id=1").Scan(&n); err != nil {
-						return err
-					}
-					_, err := tx.ExecContext(ctx, "UPDATE counter SET n=$1 WHERE id=1", n+1)
-					return err
-				})
-				if err != nil {
-					t.Error(err)
-					return
-				}
+	sqlite.Concurrently(workers, each, func(int, int) {
+		err := db.InTx(ctx, func(tx *sql.Tx) error {
+			var n int
+			if err := tx.QueryRowContext(ctx, "SELECT n FROM counter WHERE id=1").Scan(&n); err != nil {
+				return err
 			}
-		}()
-	}
-	wg.Wait()
+			_, err := tx.ExecContext(ctx, "UPDATE counter SET n=$1 WHERE id=1", n+1)
+			return err
+		})
+		if err != nil {
+			t.Error(err)
+		}
+	})
 	var n int
 	if err := db.SQL.QueryRow("SELECT n FROM counter WHERE id=1").Scan(&n); err != nil {
 		t.Fatal(err)
@@ -75,32 +65,24 @@ func TestInTxCancelledTransactionsLeaveNoHalf(t *testing.T) {
 		t.Fatal(err)
 	}
 	const workers, each = 8, 40
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range each {
-				id := w*each + i
-				ctx, cancel := context.WithCancel(context.Background())
-				err := db.InTx(ctx, func(tx *sql.Tx) error {
-					if _, err := tx.ExecContext(ctx, "INSERT INTO pairs VALUES ($1, 0)", id); err != nil {
-						return err
-					}
-					if id%3 == 0 {
-						cancel() // the caller gives up between the two halves
-					}
-					_, err := tx.ExecContext(ctx, "INSERT INTO pairs VALUES ($1, 1)", id)
-					return err
-				})
-				cancel()
-				if err != nil && id%3 != 0 {
-					t.Errorf("pair %d: %v", id, err)
-				}
+	sqlite.Concurrently(workers, each, func(w, i int) {
+		id := w*each + i
+		ctx, cancel := context.WithCancel(context.Background())
+		err := db.InTx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, "INSERT INTO pairs VALUES ($1, 0)", id); err != nil {
+				return err
 			}
-		}()
-	}
-	wg.Wait()
+			if id%3 == 0 {
+				cancel() // the caller gives up between the two halves
+			}
+			_, err := tx.ExecContext(ctx, "INSERT INTO pairs VALUES ($1, 1)", id)
+			return err
+		})
+		cancel()
+		if err != nil && id%3 != 0 {
+			t.Errorf("pair %d: %v", id, err)
+		}
+	})
 	var halves, whole int
 	if err := db.SQL.QueryRow("SELECT count(*) FROM (SELECT id FROM pairs GROUP BY id HAVING count(*) = 1)").Scan(&halves); err != nil {
 		t.Fatal(err)
@@ -165,34 +147,26 @@ func TestWritesKeepOneWarmConnection(t *testing.T) {
 	// writers runs 8 concurrent writers of 25 rows each from base; with
 	// abandon, every fifth is abandoned before its commit.
 	writers := func(base int, abandon bool, marked bool) {
-		var wg sync.WaitGroup
-		for w := range 8 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := range 25 {
-					id := base + w*100 + i
-					cctx, cancel := context.WithCancel(ctx)
-					err := db.InTx(cctx, func(tx *sql.Tx) error {
-						if err := onWriter(tx, marked); err != nil {
-							return err
-						}
-						if _, err := tx.ExecContext(cctx, "INSERT INTO t VALUES ($1)", id); err != nil {
-							return err
-						}
-						if abandon && i%5 == 0 {
-							cancel()
-						}
-						return nil
-					})
-					cancel()
-					if err != nil && !(abandon && i%5 == 0) {
-						t.Errorf("write %d: %v", id, err)
-					}
+		sqlite.Concurrently(8, 25, func(w, i int) {
+			id := base + w*100 + i
+			cctx, cancel := context.WithCancel(ctx)
+			err := db.InTx(cctx, func(tx *sql.Tx) error {
+				if err := onWriter(tx, marked); err != nil {
+					return err
 				}
-			}()
-		}
-		wg.Wait()
+				if _, err := tx.ExecContext(cctx, "INSERT INTO t VALUES ($1)", id); err != nil {
+					return err
+				}
+				if abandon && i%5 == 0 {
+					cancel()
+				}
+				return nil
+			})
+			cancel()
+			if err != nil && !(abandon && i%5 == 0) {
+				t.Errorf("write %d: %v", id, err)
+			}
+		})
 	}
 	if err := db.InTx(ctx, mark); err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"sync"
 	"testing"
 )
 
@@ -18,30 +17,21 @@ func TestStmtCacheKeepsOneStatementPerQuery(t *testing.T) {
 	}
 	const q = "INSERT INTO t (id, v) VALUES ($1, $2)"
 	var first *sql.Stmt
-	var wg sync.WaitGroup
-	for w := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range 25 {
-				id := w*100 + i
-				err := db.InTx(context.Background(), func(tx *sql.Tx) error {
-					st, err := db.stmts.prepare(context.Background(), tx, q)
-					if err != nil {
-						return err
-					}
-					defer st.Close()
-					_, err = st.Exec(id, id*2)
-					return err
-				})
-				if err != nil {
-					t.Error(err)
-					return
-				}
+	concurrently(8, 25, func(w, i int) {
+		id := w*100 + i
+		err := db.InTx(context.Background(), func(tx *sql.Tx) error {
+			st, err := db.stmts.prepare(context.Background(), tx, q)
+			if err != nil {
+				return err
 			}
-		}()
-	}
-	wg.Wait()
+			defer st.Close()
+			_, err = st.Exec(id, id*2)
+			return err
+		})
+		if err != nil {
+			t.Error(err)
+		}
+	})
 	n := 0
 	db.stmts.m.Range(func(k, v any) bool {
 		n++

@@ -1,0 +1,23 @@
+package sqlite
+
+import "sync"
+
+// concurrently calls fn(w, i) for i = 0..each-1 on each of workers
+// goroutines at once, and returns when all are done: the shape of the
+// store's concurrency tests.
+func concurrently(workers, each int, fn func(w, i int)) {
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				fn(w, i)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// Concurrently is concurrently for the external tests.
+var Concurrently = concurrently
