@@ -26,6 +26,11 @@ type Captured struct {
 	// lost message by the stream's de-duplication window (the archiver
 	// de-duplicates by record id regardless).
 	Resends int
+	// Ref is the store's own handle of the record, handed back in
+	// Published (SQLite: its rowid, so that marking it sent needs no index
+	// by stream key). Zero where the store finds records by StreamKey and
+	// Seq.
+	Ref int64
 }
 
 // Ack is the stream's acknowledgement of one published record: the stream
@@ -40,6 +45,7 @@ type Ack struct {
 type Published struct {
 	StreamKey string
 	Seq       uint64
+	Ref       int64 // Captured.Ref
 	StreamSeq uint64
 	Duplicate bool
 }
@@ -274,7 +280,7 @@ func (r *Relay) PublishOnce(ctx context.Context) (int, error) {
 	ps := make([]Published, 0, len(recs))
 	for i, c := range recs {
 		if i < len(acks) && acks[i].StreamSeq > 0 {
-			ps = append(ps, Published{StreamKey: c.StreamKey, Seq: c.Seq, StreamSeq: acks[i].StreamSeq, Duplicate: acks[i].Duplicate})
+			ps = append(ps, Published{StreamKey: c.StreamKey, Seq: c.Seq, Ref: c.Ref, StreamSeq: acks[i].StreamSeq, Duplicate: acks[i].Duplicate})
 		}
 	}
 	if len(ps) > 0 {

@@ -201,7 +201,7 @@ func outboxErr(err error) error {
 
 // Pending implements audit.CaptureStore.
 func (o *AuditOutbox) Pending(ctx context.Context, limit int) ([]audit.Captured, error) {
-	rows, err := o.db.SQL.QueryContext(ctx, `SELECT stream_key, seq, id, jurisdiction, record, captured_at, resends FROM audit_outbox
+	rows, err := o.db.SQL.QueryContext(ctx, `SELECT rowid, stream_key, seq, id, jurisdiction, record, captured_at, resends FROM audit_outbox
 		WHERE stream_seq IS NULL ORDER BY captured_at, stream_key, seq LIMIT $1`, limit)
 	if err != nil {
 		return nil, outboxErr(err)
@@ -211,7 +211,7 @@ func (o *AuditOutbox) Pending(ctx context.Context, limit int) ([]audit.Captured,
 	for rows.Next() {
 		var c audit.Captured
 		var seq, at int64
-		if err := rows.Scan(&c.StreamKey, &seq, &c.ID, &c.Jurisdiction, &c.Data, &at, &c.Resends); err != nil {
+		if err := rows.Scan(&c.Ref, &c.StreamKey, &seq, &c.ID, &c.Jurisdiction, &c.Data, &at, &c.Resends); err != nil {
 			return nil, outboxErr(err)
 		}
 		c.Seq, c.CapturedAt = uint64(seq), fromUS(at)
@@ -238,13 +238,18 @@ func (o *AuditOutbox) MarkSent(ctx context.Context, ps []audit.Published) error 
 				return err
 			}
 		}
-		st, err := o.db.stmts.prepare(ctx, tx, `UPDATE audit_outbox SET stream_seq = $3 WHERE stream_key = $1 AND seq = $2`)
+		// By rowid (Pending's Ref): the outbox has no index by stream key
+		// (migration audit/0002). The key and sequence must still match.
+		st, err := o.db.stmts.prepare(ctx, tx, `UPDATE audit_outbox SET stream_seq = $4 WHERE rowid = $1 AND stream_key = $2 AND seq = $3`)
 		if err != nil {
 			return err
 		}
 		defer st.Close()
 		for _, p := range ps {
-			if _, err := st.ExecContext(ctx, p.StreamKey, int64(p.Seq), int64(p.StreamSeq)); err != nil {
+			if p.Ref <= 0 {
+				return buzzer.Errorf(buzzer.EINTERNAL, "audit record %s#%d was not read from this outbox (no row reference)", p.StreamKey, p.Seq)
+			}
+			if _, err := st.ExecContext(ctx, p.Ref, p.StreamKey, int64(p.Seq), int64(p.StreamSeq)); err != nil {
 				return err
 			}
 		}

@@ -111,7 +111,7 @@ func RunCaptureStoreTests(t *testing.T, newCapture func(t *testing.T) Capture) {
 			t.Helper()
 			var ps []audit.Published
 			for i, s := range seqs {
-				ps = append(ps, audit.Published{StreamKey: cs[from+i].StreamKey, Seq: cs[from+i].Seq, StreamSeq: s})
+				ps = append(ps, audit.Published{StreamKey: cs[from+i].StreamKey, Seq: cs[from+i].Seq, Ref: cs[from+i].Ref, StreamSeq: s})
 			}
 			if err := c.Outbox.MarkSent(ctx, ps); err != nil {
 				t.Fatal(err)
@@ -151,7 +151,7 @@ func RunCaptureStoreTests(t *testing.T, newCapture func(t *testing.T) Capture) {
 		}
 		// A duplicate acknowledgement at an old sequence resets nothing.
 		cs = pending(t, c.Outbox)
-		if err := c.Outbox.MarkSent(ctx, []audit.Published{{StreamKey: cs[0].StreamKey, Seq: cs[0].Seq, StreamSeq: 1, Duplicate: true}}); err != nil {
+		if err := c.Outbox.MarkSent(ctx, []audit.Published{{StreamKey: cs[0].StreamKey, Seq: cs[0].Seq, Ref: cs[0].Ref, StreamSeq: 1, Duplicate: true}}); err != nil {
 			t.Fatal(err)
 		}
 		if n := len(pending(t, c.Outbox)); n != 2 {
