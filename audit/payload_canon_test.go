@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/buzzer-bet/buzzer"
+	"github.com/buzzer-bet/buzzer/table"
 )
 
 // TestCanonicalPayload holds the direct encoders of the hot payload types
@@ -90,6 +92,19 @@ func BenchmarkSetPayload(b *testing.B) {
 	for b.Loop() {
 		var r Record
 		if err := r.SetPayload(lt); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkTableEventRecord(b *testing.B) {
+	at := time.Date(2026, 11, 27, 18, 0, 0, 123456789, time.UTC)
+	ev := table.Event{Seq: 9, Table: "bj-17", Round: 7, Kind: table.EventDealt, At: at, ShoeRef: "rng/0001/42",
+		Hands:    []table.SeatCards{{Seat: 1, Cards: []table.Card{table.NewCard(1, 2), table.NewCard(13, 0)}}, {Seat: 2, Cards: []table.Card{table.NewCard(5, 1), table.NewCard(9, 3)}}},
+		Cards:    []table.Card{table.NewCard(10, 1)},
+		Deadline: at.Add(time.Second), Actions: []table.Action{table.Hit, table.Stand}}
+	for b.Loop() {
+		if _, err := NewTableEventRecord("NJ", ev); err != nil {
 			b.Fatal(err)
 		}
 	}

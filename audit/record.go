@@ -239,6 +239,18 @@ func canonicalObject(in []byte) ([]byte, error) {
 	if !utf8.Valid(in) {
 		return nil, errors.New("invalid UTF-8")
 	}
+	if len(in) > 0 && in[0] == '{' {
+		s := scanner{b: in}
+		if out, ok := s.recanon(nil, 0); ok && s.i == len(in) {
+			return out, nil
+		}
+	}
+	return decodeCanonicalObject(in)
+}
+
+// decodeCanonicalObject is canonicalObject through encoding/json's tokens:
+// the general path, which also names what is wrong with in.
+func decodeCanonicalObject(in []byte) ([]byte, error) {
 	dec := json.NewDecoder(bytes.NewReader(in))
 	dec.UseNumber()
 	tok, err := dec.Token()

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bytes"
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -303,4 +304,106 @@ func unescapeCanonical(raw []byte) string {
 		i = bytes.IndexByte(raw, '\\')
 	}
 	return string(append(out, raw...))
+}
+
+// recanon appends the canonical form of the JSON value at s.i, for JSON as
+// json.Marshal writes it: compact, strings and integers already as
+// appendString and strconv write them, only object members out of order.
+// It sorts those and copies everything else through. It reports false for
+// anything else (whitespace, a key with an escape, a duplicate key, a
+// decimal, a string json.Marshal escaped for HTML), and canonicalObject
+// then takes encoding/json's general path, which encodes or refuses it.
+func (s *scanner) recanon(out []byte, depth int) ([]byte, bool) {
+	if depth > maxJSONDepth || s.i >= len(s.b) {
+		return nil, false
+	}
+	switch s.b[s.i] {
+	case '{':
+		return s.recanonObject(out, depth)
+	case '[':
+		s.i++
+		out = append(out, '[')
+		if s.byte(']') {
+			return append(out, ']'), true
+		}
+		for {
+			var ok bool
+			if out, ok = s.recanon(out, depth+1); !ok {
+				return nil, false
+			}
+			if s.byte(']') {
+				return append(out, ']'), true
+			}
+			if !s.byte(',') {
+				return nil, false
+			}
+			out = append(out, ',')
+		}
+	}
+	// A string, an integer or a literal the scanner takes is canonical as
+	// written.
+	start := s.i
+	if !s.value(depth) {
+		return nil, false
+	}
+	return append(out, s.b[start:s.i]...), true
+}
+
+// rawMember is an object member as recanon collects it: the key's bytes
+// (no escapes) and the value's canonical form.
+type rawMember struct{ key, val []byte }
+
+func (s *scanner) recanonObject(out []byte, depth int) ([]byte, bool) {
+	s.i++ // '{'
+	if s.byte('}') {
+		return append(out, '{', '}'), true
+	}
+	var ms []rawMember
+	sorted := true
+	for {
+		key, ok := s.plainString()
+		if !ok || !s.byte(':') {
+			return nil, false
+		}
+		var val []byte
+		if c := s.b[min(s.i, len(s.b)-1)]; c == '{' || c == '[' {
+			val, ok = s.recanon(nil, depth+1)
+		} else {
+			start := s.i
+			ok = s.value(depth + 1)
+			val = s.b[start:s.i]
+		}
+		if !ok {
+			return nil, false
+		}
+		if n := len(ms); n > 0 && bytes.Compare(ms[n-1].key, key) >= 0 {
+			sorted = false
+		}
+		ms = append(ms, rawMember{key, val})
+		if s.byte('}') {
+			break
+		}
+		if !s.byte(',') {
+			return nil, false
+		}
+	}
+	if !sorted {
+		slices.SortFunc(ms, func(a, b rawMember) int { return bytes.Compare(a.key, b.key) })
+		for i := 1; i < len(ms); i++ {
+			if bytes.Equal(ms[i-1].key, ms[i].key) {
+				return nil, false // a duplicate: the general path says so
+			}
+		}
+	}
+	out = append(out, '{')
+	for i, m := range ms {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, '"')
+		out = append(out, m.key...)
+		out = append(out, '"', ':')
+		out = append(out, m.val...)
+	}
+	return append(out, '}'), true
 }
