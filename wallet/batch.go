@@ -102,29 +102,35 @@ func (l *lane) run() {
 			l.mu.Unlock()
 			return
 		}
-		// One batch holds one request per (player, key): a second send of
-		// the same request follows the first and shares its answer; a send
-		// of another payload under that key waits for the next batch, where
-		// the stored record answers it (422).
-		var batch, rest []*job
-		seen := map[[2]string]*job{}
-		for _, j := range l.queue {
-			k := [2]string{j.player, j.key}
-			if lead := seen[k]; lead != nil && lead.fp == j.fp {
-				lead.followers = append(lead.followers, j)
-				continue
-			}
-			if seen[k] != nil || len(batch) == l.s.cfg.BatchMax {
-				rest = append(rest, j)
-				continue
-			}
-			seen[k] = j
-			batch = append(batch, j)
-		}
-		l.queue = rest
 		l.mu.Unlock()
-		l.s.commitBatch(l.index, batch)
+		l.s.commitBatch(l.index, l.take)
 	}
+}
+
+// take removes the next batch from the queue. One batch holds one request
+// per (player, key): a second send of the same request follows the first
+// and shares its answer; a send of another payload under that key waits
+// for the next batch, where the stored record answers it (422).
+func (l *lane) take() []*job {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var batch, rest []*job
+	seen := map[[2]string]*job{}
+	for _, j := range l.queue {
+		k := [2]string{j.player, j.key}
+		if lead := seen[k]; lead != nil && lead.fp == j.fp {
+			lead.followers = append(lead.followers, j)
+			continue
+		}
+		if seen[k] != nil || len(batch) == l.s.cfg.BatchMax {
+			rest = append(rest, j)
+			continue
+		}
+		seen[k] = j
+		batch = append(batch, j)
+	}
+	l.queue = rest
+	return batch
 }
 
 func hash32(s string) uint32 {
@@ -155,15 +161,27 @@ func (s *Service) executeBatched(ctx context.Context, player, key, fp string, e 
 // member that failed.
 var errDropMember = errors.New("wallet: batch member failed")
 
-func (s *Service) commitBatch(lane int, jobs []*job) {
-	live := make([]*job, 0, len(jobs))
-	for _, j := range jobs {
-		if err := j.ctx.Err(); err != nil {
-			// Not started: nothing was applied, so a resend may run it.
-			j.finish(jobResult{err: buzzer.Wrap(err, buzzer.ETIMEOUT, "The operation did not finish in time.")})
-			continue
+// commitBatch commits the batch take gives, as late as it can: take is
+// called inside the transaction, once the store has begun it. On SQLite
+// that is after the wait for its one writer (behind the table capture and
+// the audit relay), so whatever queued during that wait joins this commit
+// instead of paying for a commit of its own after it.
+func (s *Service) commitBatch(lane int, take func() []*job) {
+	var live []*job
+	taken := false
+	admit := func() {
+		if taken {
+			return
 		}
-		live = append(live, j)
+		taken = true
+		for _, j := range take() {
+			if err := j.ctx.Err(); err != nil {
+				// Not started: nothing was applied, so a resend may run it.
+				j.finish(jobResult{err: buzzer.Wrap(err, buzzer.ETIMEOUT, "The operation did not finish in time.")})
+				continue
+			}
+			live = append(live, j)
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.EffectTimeout)
 	defer cancel()
@@ -172,14 +190,18 @@ func (s *Service) commitBatch(lane int, jobs []*job) {
 	if gs, ok := s.store.(GroupStore); ok {
 		inTx = gs.InGroupTx
 	}
-	for len(live) > 0 {
+	for {
 		var (
 			out     []jobResult
 			failed  int
 			failErr error
 		)
 		err := inTx(ctx, func(tx Tx) error {
+			admit()
 			out, failed, failErr = make([]jobResult, len(live)), -1, nil
+			if len(live) == 0 {
+				return nil
+			}
 			i, err := s.batchTx(ctx, tx, live, bucket, out)
 			if err != nil && i >= 0 {
 				failed, failErr = i, err
@@ -187,9 +209,15 @@ func (s *Service) commitBatch(lane int, jobs []*job) {
 			}
 			return err
 		})
+		// A store that failed before the transaction began still answers
+		// the batch (with its error) rather than leave it queued.
+		admit()
 		if errors.Is(err, errDropMember) && failed >= 0 {
 			live[failed].finish(jobResult{err: failErr})
 			live = append(live[:failed:failed], live[failed+1:]...)
+			if len(live) == 0 {
+				return
+			}
 			continue
 		}
 		for i, j := range live {
