@@ -62,15 +62,16 @@ func (o *Outbox) LastSeq(ctx context.Context, jurisdiction string, c audit.Compo
 
 // Write implements audit.Outbox: each record takes the next sequence of its
 // stream key and is inserted pending. SQLite has one writer at a time, so
-// per-key order is commit order.
+// per-key order is commit order. A run of records with one stream key (a
+// table's events) moves its counter once.
 func (o *Outbox) Write(ctx context.Context, recs ...*audit.Record) error {
 	ctx, err := unwatched(ctx)
 	if err != nil {
 		return err
 	}
 	if o.next == nil {
-		next, err := o.stmts.prepare(ctx, o.tx, `INSERT INTO audit_sequences (stream_key, seq) VALUES ($1, 1)
-			ON CONFLICT (stream_key) DO UPDATE SET seq = audit_sequences.seq + 1 RETURNING seq`)
+		next, err := o.stmts.prepare(ctx, o.tx, `INSERT INTO audit_sequences (stream_key, seq) VALUES ($1, $2)
+			ON CONFLICT (stream_key) DO UPDATE SET seq = audit_sequences.seq + $2 RETURNING seq`)
 		if err != nil {
 			return err
 		}
@@ -82,22 +83,31 @@ func (o *Outbox) Write(ctx context.Context, recs ...*audit.Record) error {
 		}
 		o.next, o.insert = next, insert
 	}
-	for _, r := range recs {
-		var seq int64
-		if err := o.next.QueryRowContext(ctx, r.StreamKey()).Scan(&seq); err != nil {
+	for len(recs) > 0 {
+		key := recs[0].StreamKey()
+		n := 1
+		for n < len(recs) && recs[n].StreamKey() == key {
+			n++
+		}
+		var last int64
+		if err := o.next.QueryRowContext(ctx, key, n).Scan(&last); err != nil {
 			return err
 		}
 		// Read the clock after the counter row is ours: a later sequence of
 		// the key then never gets an earlier capture time, which keeps the
 		// relay's oldest-first order in sequence order per key.
 		now := o.clock.Now()
-		data, err := audit.Prepare(r, uint64(seq), now)
-		if err != nil {
-			return err
+		for i, r := range recs[:n] {
+			seq := last - int64(n-1-i)
+			data, err := audit.Prepare(r, uint64(seq), now)
+			if err != nil {
+				return err
+			}
+			if _, err := o.insert.ExecContext(ctx, key, seq, r.ID, r.Jurisdiction, data, us(now)); err != nil {
+				return err
+			}
 		}
-		if _, err := o.insert.ExecContext(ctx, r.StreamKey(), seq, r.ID, r.Jurisdiction, data, us(now)); err != nil {
-			return err
-		}
+		recs = recs[n:]
 	}
 	return nil
 }

@@ -99,6 +99,33 @@ func RunCaptureStoreTests(t *testing.T, newCapture func(t *testing.T) Capture) {
 			t.Fatalf("backlog %+v %v", b, err)
 		}
 	})
+	t.Run("runs of one key", func(t *testing.T) {
+		// A table's events come as a run of one key, some with their
+		// sequence fixed by the contract: the run takes consecutive ones.
+		c := newCapture(t)
+		if err := c.Write(ctx, rec("c", 0, 1), rec("c", 2, 2), rec("c", 0, 3), rec("d", 0, 4), rec("c", 0, 5)); err != nil {
+			t.Fatal(err)
+		}
+		// A fixed sequence out of turn inside a run fails the whole write.
+		if err := c.Write(ctx, rec("c", 0, 6), rec("c", 0, 7), rec("c", 5, 8)); buzzer.ErrorReason(err) != "audit_capture_out_of_order" {
+			t.Fatalf("out-of-turn seq in a run: %v", err)
+		}
+		if err := c.Write(ctx, rec("c", 5, 9), rec("c", 6, 10)); err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]bool{}
+		for _, cp := range pending(t, c.Outbox) {
+			got[fmt.Sprintf("%s#%d", cp.StreamKey, cp.Seq)] = true
+		}
+		for _, want := range []string{"US-NJ/table/c#1", "US-NJ/table/c#2", "US-NJ/table/c#3", "US-NJ/table/c#4", "US-NJ/table/c#5", "US-NJ/table/c#6", "US-NJ/table/d#1"} {
+			if !got[want] {
+				t.Fatalf("pending %v lacks %s", got, want)
+			}
+		}
+		if len(got) != 7 {
+			t.Fatalf("pending %v, want 7 records", got)
+		}
+	})
 	t.Run("sent, released, re-sent", func(t *testing.T) {
 		c := newCapture(t)
 		for i := 1; i <= 6; i++ {
