@@ -102,7 +102,13 @@ func (l *lane) run() {
 			l.mu.Unlock()
 			return
 		}
+		short := len(l.queue) < max(2, l.s.cfg.BatchMax/8)
 		l.mu.Unlock()
+		if short && l.s.cfg.BatchLinger > 0 {
+			// Little is queued: give more requests a moment to share
+			// this group's commit (see Config.BatchLinger).
+			time.Sleep(l.s.cfg.BatchLinger)
+		}
 		l.s.commitBatch(l.index, l.take)
 	}
 }

@@ -85,3 +85,46 @@ func TestGroupTakesWhatQueuedWhileTheStoreWasBusy(t *testing.T) {
 		}
 	}
 }
+
+// TestLingerLetsRequestsShareACommit: with a linger, requests that come
+// within it of the first share its group's transaction; the group
+// starts after the linger, not at once.
+func TestLingerLetsRequestsShareACommit(t *testing.T) {
+	const n, linger = 10, 400 * time.Millisecond
+	g := &gatedStore{Store: sqlite.NewAuditedWalletStore(enginetest.SQLite(t), "NJ"), gate: make(chan struct{})}
+	close(g.gate)
+	cfg := wallet.DefaultConfig()
+	cfg.BatchLinger = linger
+	e := wallettest.NewEnv(t, g, &cfg)
+	var deposits sync.WaitGroup
+	for p := range n {
+		deposits.Go(func() { e.Deposit(t, fmt.Sprint("lp", p), 10_000) })
+	}
+	deposits.Wait()
+	g.armed.Store(true)
+	ctx := context.Background()
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for p := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			key := fmt.Sprintf("bj-l:%d:1:bet", p)
+			_, errs[p] = e.Svc.TableStake(ctx, fmt.Sprint("lp", p), key, wallet.TableMoneyRequest{Amount: 300, Currency: "USD", Reference: key})
+		}()
+	}
+	wg.Wait()
+	took := time.Since(start)
+	for p, err := range errs {
+		if err != nil {
+			t.Fatalf("stake %d: %v", p, err)
+		}
+	}
+	if c := g.calls.Load(); c != 1 {
+		t.Fatalf("%d store transactions for %d requests sent together with a %s linger; want 1", c, n, linger)
+	}
+	if took < linger {
+		t.Fatalf("the group committed after %s, before its %s linger", took, linger)
+	}
+}

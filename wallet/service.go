@@ -59,6 +59,11 @@ type Config struct {
 	// beat 2, 4 and 8 lanes on both throughput and tail (PostgreSQL and
 	// SQLite); more lanes pay only where the store has cores to spare.
 	BatchLanes int `yaml:"batch_lanes"`
+	// BatchLinger is how long a lane waits for more requests before it
+	// starts a group smaller than BatchMax/8 (0: at once). Every commit
+	// pays a durable flush (an fsync on SQLite); a pause of a few
+	// milliseconds when little is queued lets more requests share one.
+	BatchLinger time.Duration `yaml:"batch_linger"`
 }
 
 // DefaultConfig returns safe defaults; Jurisdiction defaults to "default".
@@ -79,6 +84,7 @@ func DefaultConfig() Config {
 		PurgeBatch:    1000,
 		BatchMax:      128,
 		BatchLanes:    1,
+		BatchLinger:   2 * time.Millisecond,
 	}
 }
 
@@ -112,6 +118,8 @@ func (c Config) Validate() error {
 		return bad("batch_max must be 0..10000, got %d", c.BatchMax)
 	case c.BatchLanes < 0 || c.BatchLanes > 256:
 		return bad("batch_lanes must be 0..256, got %d", c.BatchLanes)
+	case c.BatchLinger < 0 || c.BatchLinger > time.Second:
+		return bad("batch_linger must be 0..1s, got %s", c.BatchLinger)
 	}
 	return nil
 }
