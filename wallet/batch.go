@@ -139,6 +139,17 @@ func (l *lane) take() []*job {
 	return batch
 }
 
+// Queued counts the requests waiting in the lanes for a group commit.
+func (s *Service) Queued() int {
+	n := 0
+	for _, l := range s.lanes {
+		l.mu.Lock()
+		n += len(l.queue)
+		l.mu.Unlock()
+	}
+	return n
+}
+
 func hash32(s string) uint32 {
 	h := fnv.New32a()
 	h.Write([]byte(s))

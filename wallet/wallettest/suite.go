@@ -124,6 +124,8 @@ func RunStoreTests(t *testing.T, newStore func(t *testing.T) wallet.Store) {
 	t.Run("Decision", func(t *testing.T) { testDecision(t, newStore(t), wallet.DefaultConfig().BatchMax) })
 	t.Run("DecisionUnbatched", func(t *testing.T) { testDecision(t, newStore(t), 0) })
 	t.Run("GroupCommit", func(t *testing.T) { testGroupCommit(t, newStore(t)) })
+	t.Run("GroupTakesWhatQueued", func(t *testing.T) { testGroupTakesQueued(t, newStore(t)) })
+	t.Run("GroupLinger", func(t *testing.T) { testGroupLinger(t, newStore(t)) })
 	t.Run("OneKeyThousandCallsUnbatched", func(t *testing.T) { testOneKeyManyCfg(t, newStore(t), 1000, 0) })
 }
 
