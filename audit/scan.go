@@ -365,8 +365,10 @@ func (s *scanner) recanonObject(out []byte, depth int) ([]byte, bool) {
 		if !ok || !s.byte(':') {
 			return nil, false
 		}
+		// A composite value is re-encoded; a scalar is kept as a slice of
+		// the input (canonical as written, see recanon).
 		var val []byte
-		if c := s.b[min(s.i, len(s.b)-1)]; c == '{' || c == '[' {
+		if s.i < len(s.b) && (s.b[s.i] == '{' || s.b[s.i] == '[') {
 			val, ok = s.recanon(nil, depth+1)
 		} else {
 			start := s.i
