@@ -372,3 +372,55 @@ func (s *AuditState) ReadState(ctx context.Context) (audit.State, error) {
 func (s *AuditState) AuditBacklog(ctx context.Context) (audit.Backlog, error) {
 	return NewAuditOutbox(s.db).Backlog(ctx)
 }
+
+// AdoptStreamCursors moves the numbering of component c's audit streams to
+// db from src, the outbox that captured them until now: every stream key of
+// c whose sequence counter src holds higher than db (or db lacks) gets
+// src's, so db's next record of that key follows src's last one and the
+// stream stays dense. Records already in src's outbox stay there for src's
+// relay. It is safe to run on every start (db's own counters only move
+// up), and reports how many counters it moved.
+func (db *DB) AdoptStreamCursors(ctx context.Context, src *DB, c audit.Component) (int, error) {
+	if !c.Valid() {
+		return 0, buzzer.Errorf(buzzer.EINVALID, "unknown audit component %q", c)
+	}
+	// Stream keys are jurisdiction/component/key, and a jurisdiction has
+	// no '/' (audit.Record.Validate), so the component is the second part.
+	rows, err := src.SQL.QueryContext(ctx, `SELECT stream_key, seq FROM audit_sequences
+		WHERE substr(stream_key, instr(stream_key, '/') + 1, $1) = $2`, len(c)+1, string(c)+"/")
+	if err != nil {
+		return 0, outboxErr(err)
+	}
+	type cursor struct {
+		key string
+		seq int64
+	}
+	var cs []cursor
+	for rows.Next() {
+		var k cursor
+		if err := rows.Scan(&k.key, &k.seq); err != nil {
+			rows.Close()
+			return 0, outboxErr(err)
+		}
+		cs = append(cs, k)
+	}
+	if err := rows.Err(); err != nil {
+		return 0, outboxErr(err)
+	}
+	moved := 0
+	err = db.InTx(ctx, func(tx *sql.Tx) error {
+		moved = 0
+		for _, k := range cs {
+			res, err := tx.ExecContext(ctx, `INSERT INTO audit_sequences (stream_key, seq) VALUES ($1, $2)
+				ON CONFLICT (stream_key) DO UPDATE SET seq = excluded.seq WHERE excluded.seq > audit_sequences.seq`, k.key, k.seq)
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n > 0 {
+				moved++
+			}
+		}
+		return nil
+	})
+	return moved, outboxErr(err)
+}

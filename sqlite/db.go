@@ -397,6 +397,13 @@ func (db *DB) Migrate(ctx context.Context) error {
 	return db.migrate(ctx, func(migrate.Migration) bool { return true })
 }
 
+// MigrateOutbox applies only what a database that holds nothing but an
+// audit outbox needs (the core and audit migrations): serve's table-audit
+// database, which gives the table capture a writer of its own.
+func (db *DB) MigrateOutbox(ctx context.Context) error {
+	return db.migrate(ctx, func(m migrate.Migration) bool { return m.Component == "core" || m.Component == "audit" })
+}
+
 // migrate applies the embedded migrations not yet applied that want
 // accepts (tests build an older schema with it).
 func (db *DB) migrate(ctx context.Context, want func(migrate.Migration) bool) error {

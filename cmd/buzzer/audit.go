@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/buzzer-bet/buzzer"
 	"github.com/buzzer-bet/buzzer/archive"
 	"github.com/buzzer-bet/buzzer/audit"
@@ -129,29 +131,41 @@ func startAudit(ctx context.Context, n *node) error {
 	if err != nil {
 		return err
 	}
-	var ob audit.CaptureStore
+	// One relay per outbox, its metrics labelled outbox="store" (the
+	// store's own) or "tables" (SQLite's table-audit database).
+	outboxes := map[string]audit.CaptureStore{}
 	if n.store.pg != nil {
-		ob = postgres.NewAuditOutbox(n.store.pg)
+		outboxes["store"] = postgres.NewAuditOutbox(n.store.pg)
 	} else {
-		ob = sqlite.NewAuditOutbox(n.store.lite)
+		outboxes["store"] = sqlite.NewAuditOutbox(n.store.lite)
 	}
-	relay, err := audit.NewRelay(audit.RelayConfig{}, ob, stream, n.reg, n.log)
-	if err != nil {
-		return err
+	if n.store.tableAudit != nil {
+		outboxes["tables"] = sqlite.NewAuditOutbox(n.store.tableAudit)
+	}
+	var relays []*audit.Relay
+	for name, ob := range outboxes {
+		reg := prometheus.WrapRegistererWith(prometheus.Labels{"outbox": name}, n.reg)
+		relay, err := audit.NewRelay(audit.RelayConfig{}, ob, stream, reg, n.log.With("outbox", name))
+		if err != nil {
+			return err
+		}
+		relays = append(relays, relay)
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(1 + len(relays))
 	go func() {
 		defer wg.Done()
 		if err := arch.Run(runCtx); err != nil {
 			n.log.Error("audit archiver stopped", "err", err)
 		}
 	}()
-	go func() {
-		defer wg.Done()
-		_ = relay.Run(runCtx)
-	}()
+	for _, relay := range relays {
+		go func() {
+			defer wg.Done()
+			_ = relay.Run(runCtx)
+		}()
+	}
 	n.log.Info("audit trail running", "archive", a.Dir, "stream", a.Stream.WithDefaults().Stream)
 	n.onClose(func() { cancel(); wg.Wait() })
 	return nil

@@ -274,34 +274,49 @@ func liveEvents(ctx context.Context, base string) ([]string, error) {
 	}
 }
 
-// scrapeCounter reads one unlabelled counter from a Prometheus text page.
+// scrapeCounter reads a counter from a Prometheus text page (the sum over
+// its label sets).
 func scrapeCounter(ctx context.Context, metricsURL, name string) (uint64, bool) {
 	v, ok := scrapeValue(ctx, metricsURL, name)
 	return uint64(v), ok
 }
 
-// scrapeValue reads one unlabelled sample from a Prometheus text page.
+// scrapeValue reads the samples of metric name from a Prometheus text page
+// and sums them over their label sets (one unlabelled sample is itself).
 func scrapeValue(ctx context.Context, metricsURL, name string) (float64, bool) {
 	code, body, err := call(ctx, http.DefaultClient, http.MethodGet, metricsURL, "", "", nil)
 	if err != nil || code != http.StatusOK {
 		return 0, false
 	}
+	sum, found := 0.0, false
 	sc := bufio.NewScanner(bytes.NewReader(body))
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			return f, err == nil
+		rest, ok := strings.CutPrefix(sc.Text(), name)
+		if !ok || rest == "" || (rest[0] != ' ' && rest[0] != '{') {
+			continue
 		}
+		if rest[0] == '{' {
+			end := strings.LastIndexByte(rest, '}')
+			if end < 0 {
+				continue
+			}
+			rest = rest[end+1:]
+		}
+		f, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+		if err != nil {
+			return 0, false
+		}
+		sum, found = sum+f, true
 	}
-	return 0, false
+	return sum, found
 }
 
 // auditBacklog reads, from the admin listener of the node a bench loaded,
-// how many captured records still wait to be relayed to the audit stream
-// (nil without --admin, or when the node does not say: a node holding
-// several jurisdictions labels the gauge by jurisdiction). A bench that
-// leaves a growing backlog measured a node whose audit did not keep up.
+// how many captured records still wait to be relayed to the audit stream,
+// in all its outboxes and jurisdictions (nil without --admin, or when the
+// node does not say). A bench that leaves a growing backlog measured a
+// node whose audit did not keep up.
 func auditBacklog(ctx context.Context, admin string) *int64 {
 	if admin == "" {
 		return nil

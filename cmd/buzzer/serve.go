@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/buzzer-bet/buzzer"
+	"github.com/buzzer-bet/buzzer/audit"
 	"github.com/buzzer-bet/buzzer/auth"
 	"github.com/buzzer-bet/buzzer/httpapi"
 	"github.com/buzzer-bet/buzzer/nats"
@@ -43,6 +45,9 @@ func newLogger(cfg LogConfig, w io.Writer) *slog.Logger {
 type store struct {
 	pg   *postgres.DB
 	lite *sqlite.DB
+	// tableAudit, with lite in serve, holds the outbox the table capture
+	// writes (see openTableAudit); nil otherwise.
+	tableAudit *sqlite.DB
 }
 
 func openStore(ctx context.Context, cfg *Config) (*store, error) {
@@ -121,11 +126,55 @@ func (s *store) retries() int64 {
 }
 
 func (s *store) close() {
+	if s.tableAudit != nil {
+		s.tableAudit.Close()
+	}
 	if s.pg != nil {
 		s.pg.Close()
 	} else {
 		s.lite.Close()
 	}
+}
+
+// tableAuditPath is the table-audit database beside the SQLite store at
+// path: buzzer.db → buzzer-table-audit.db.
+func tableAuditPath(path string) string {
+	ext := filepath.Ext(path)
+	return strings.TrimSuffix(path, ext) + "-table-audit" + ext
+}
+
+// openTableAudit opens, beside a SQLite store, the database that holds the
+// table capture's outbox (cfg is the store's configuration). SQLite admits
+// one writer per database file: in the store's own file every pass of the
+// table capture, and the relay's marking and releasing of the table events
+// it captured, held the writer that every wallet group commit waits for,
+// about a quarter of its time under a full floor. In a file of its own
+// the capture waits only for its own relay. Table events never share a
+// transaction with the wallet's changes (they are captured from the table
+// store's log, not written with the change), so nothing atomic is split.
+// The first open continues the numbering of the table streams the store's
+// outbox captured until then (sqlite.DB.AdoptStreamCursors); the records it
+// still holds are relayed from there as before. PostgreSQL, with no single
+// writer, keeps the table capture in its one outbox.
+func (s *store) openTableAudit(ctx context.Context, cfg sqlite.Config) error {
+	if s.lite == nil {
+		return nil
+	}
+	cfg.Path = tableAuditPath(cfg.Path)
+	db, err := sqlite.Open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if err := db.MigrateOutbox(ctx); err != nil {
+		db.Close()
+		return err
+	}
+	if _, err := db.AdoptStreamCursors(ctx, s.lite, audit.ComponentTable); err != nil {
+		db.Close()
+		return err
+	}
+	s.tableAudit = db
+	return nil
 }
 
 // node is every part of a `serve` process, built and wired by hand. The
@@ -264,6 +313,9 @@ func buildRegulated(ctx context.Context, p *node, gate httpapi.GeoGate, prices w
 	}
 	p.onClose(p.store.close)
 	if err := p.store.migrate(ctx); err != nil {
+		return err
+	}
+	if err := p.store.openTableAudit(ctx, p.cfg.SQLite); err != nil {
 		return err
 	}
 	p.store.observe(p.reg)

@@ -330,8 +330,9 @@ func startTables(ctx context.Context, n *node, w table.Wallet) (*table.Service, 
 }
 
 // newTableCapture captures the events of the configured tables from store
-// into the node's audit outbox (docs/audit.md "Table rounds"), setting each
-// table's trim floor as it goes.
+// into the node's audit outbox (docs/audit.md "Table rounds"; on SQLite the
+// table-audit database's, see openTableAudit), setting each table's trim
+// floor as it goes.
 func newTableCapture(n *node, store table.Store, ids []string) (*audit.TableCapture, error) {
 	var inTx audit.OutboxTx
 	switch {
@@ -339,9 +340,10 @@ func newTableCapture(n *node, store table.Store, ids []string) (*audit.TableCapt
 		inTx = func(ctx context.Context, fn func(audit.Outbox) error) error {
 			return n.store.pg.InTx(ctx, func(tx pgx.Tx) error { return fn(postgres.NewOutbox(tx)) })
 		}
-	case n.store.lite != nil:
+	case n.store.tableAudit != nil:
+		db := n.store.tableAudit
 		inTx = func(ctx context.Context, fn func(audit.Outbox) error) error {
-			return n.store.lite.InTx(ctx, func(tx *sql.Tx) error { return fn(n.store.lite.Outbox(tx)) })
+			return db.InTx(ctx, func(tx *sql.Tx) error { return fn(db.Outbox(tx)) })
 		}
 	default:
 		return nil, buzzer.Errorf(buzzer.EINTERNAL, "table capture needs the node's SQL store")

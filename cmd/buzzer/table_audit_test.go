@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -85,20 +86,35 @@ func playTableRound(t *testing.T, n *node, id, player string) {
 	}
 }
 
+// outboxBacklog is how many records wait in the node's two outboxes: the
+// store's (the round's stakes and payouts) and the table-audit
+// database's (the table's events).
+func outboxBacklog(t *testing.T, n *node) int {
+	t.Helper()
+	total := 0
+	for _, db := range []*sqlite.DB{n.store.lite, n.store.tableAudit} {
+		b, err := sqlite.NewAuditOutbox(db).Backlog(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += b.Records
+	}
+	return total
+}
+
 // waitTableCaptured waits until the audit capture has put the table's log
-// up to its current sequence number into the outbox and the outbox's
-// backlog is down to at most stuck records (the relay archived everything
-// else); it returns that sequence number.
+// up to its current sequence number into the table-audit outbox and the
+// outboxes' backlog is down to at most stuck records (the relays archived
+// everything else); it returns that sequence number.
 func waitTableCaptured(t *testing.T, n *node, id string, stuck func(seq int64) int) int64 {
 	t.Helper()
 	ctx := context.Background()
-	ob := sqlite.NewAuditOutbox(n.store.lite)
 	var seq int64
 	var captured uint64
-	var b audit.Backlog
+	var backlog int
 	defer func() {
 		if t.Failed() {
-			t.Logf("table %s at %d, captured %d, outbox backlog %d", id, seq, captured, b.Records)
+			t.Logf("table %s at %d, captured %d, outbox backlog %d", id, seq, captured, backlog)
 		}
 	}()
 	tableWaitFor(t, "the table's events to be captured and archived", func() bool {
@@ -107,7 +123,7 @@ func waitTableCaptured(t *testing.T, n *node, id string, stuck func(seq int64) i
 			t.Fatal(err)
 		}
 		seq = v.Seq
-		err = n.store.lite.InTx(ctx, func(tx *sql.Tx) error {
+		err = n.store.tableAudit.InTx(ctx, func(tx *sql.Tx) error {
 			var err error
 			captured, err = sqlite.NewOutbox(tx).LastSeq(ctx, n.cfg.Jurisdiction, audit.ComponentTable, id)
 			return err
@@ -115,11 +131,8 @@ func waitTableCaptured(t *testing.T, n *node, id string, stuck func(seq int64) i
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err = ob.Backlog(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return seq > 0 && captured == uint64(seq) && b.Records <= stuck(seq)
+		backlog = outboxBacklog(t, n)
+		return seq > 0 && captured == uint64(seq) && backlog <= stuck(seq)
 	})
 	return seq
 }
@@ -146,6 +159,21 @@ func TestServeNodeAuditsItsTables(t *testing.T) {
 	seq := waitTableCaptured(t, n, "bj-1", noneStuck)
 	if got := testutilGauge(t, n.reg, "buzzer_audit_table_events_captured_total"); got < float64(seq) {
 		t.Fatalf("captured %v table events, the table is at %d", got, seq)
+	}
+	// The events went to the table-audit database beside the store, not
+	// through the store's own writer.
+	if got := n.store.tableAudit.Path; got != filepath.Join(cfg.DataDir, "buzzer-table-audit.db") {
+		t.Fatalf("table-audit database at %s", got)
+	}
+	err := n.store.lite.InTx(context.Background(), func(tx *sql.Tx) error {
+		inStore, err := sqlite.NewOutbox(tx).LastSeq(context.Background(), n.cfg.Jurisdiction, audit.ComponentTable, "bj-1")
+		if err == nil && inStore != 0 {
+			err = fmt.Errorf("the store's outbox numbered %d of the table's events", inStore)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	n.close()
 
@@ -178,7 +206,7 @@ func TestServeNodeTableAuditGap(t *testing.T) {
 	}
 	// The second event after the ones already there is lost.
 	lost := v.Seq + 2
-	err = n.store.lite.InTx(ctx, func(tx *sql.Tx) error {
+	err = n.store.tableAudit.InTx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, fmt.Sprintf(`CREATE TRIGGER lose_table_event AFTER INSERT ON audit_outbox
 			WHEN NEW.stream_key LIKE '%%/table/bj-1' AND NEW.seq = %d
 			BEGIN DELETE FROM audit_outbox WHERE stream_key = NEW.stream_key AND seq = NEW.seq; END`, lost))
@@ -191,18 +219,14 @@ func TestServeNodeTableAuditGap(t *testing.T) {
 	// Every event after the lost one stays in the outbox, and whatever the
 	// stream holds behind them (the archiver's acknowledgement floor cannot
 	// pass them): wait until the rest is archived and the backlog settles.
-	ob := sqlite.NewAuditOutbox(n.store.lite)
 	waitTableCaptured(t, n, "bj-1", func(int64) int { return 1 << 30 })
 	prev, still := -1, 0
 	tableWaitFor(t, "the outbox backlog to settle", func() bool {
-		b, err := ob.Backlog(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if b.Records == prev {
+		b := outboxBacklog(t, n)
+		if b == prev {
 			still++
 		} else {
-			prev, still = b.Records, 0
+			prev, still = b, 0
 		}
 		return still >= 20 // a second without change
 	})

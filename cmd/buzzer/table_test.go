@@ -252,6 +252,7 @@ func TestTableFailoverAcrossProcesses(t *testing.T) {
 			if code, body := act(a.player, tableActionReq{Round: v.Round, Seq: v.Seq, Action: table.NoInsurance, Seat: 1}); code != 200 {
 				t.Fatalf("decline insurance: %d %s", code, body)
 			}
+			v = snapshot(a.player)
 		}
 		if v.Round == round && v.Turn != nil {
 			break
