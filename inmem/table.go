@@ -195,7 +195,13 @@ func (s *TableStore) Write(ctx context.Context, w table.Write) (int64, error) {
 	t.seq += int64(len(w.Events))
 	t.events = append(t.events, w.Events...)
 	if over := len(t.events) - s.keep(t); over > 0 {
-		t.events = slices.Clone(t.events[over:])
+		// Drop the oldest in place: the next append that outgrows the
+		// array copies only the kept ones, so a write costs the same at a
+		// full log as at an empty one. (A copy of the kept tail on every
+		// write cost a table with a full log of 10,000 events about 2 MB
+		// a write.) The dropped events are cleared for the GC.
+		clear(t.events[:over])
+		t.events = t.events[over:]
 	}
 	return t.version, nil
 }

@@ -1,9 +1,11 @@
 package inmem_test
 
 import (
+	"runtime"
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/buzzer-bet/buzzer"
 	"github.com/buzzer-bet/buzzer/inmem"
@@ -67,3 +69,51 @@ func TestTableStoreTrimFloor(t *testing.T) {
 		return tabletest.Harness{Store: inmem.NewTableStore(clock, inmem.TableStoreConfig{Retain: retain, MaxRetain: maxRetain}), Advance: clock.Advance}
 	})
 }
+
+// TestTableStoreWriteCostsNoMoreAtAFullLog: once a table's log holds its
+// Retain events, a write still copies only what it writes (amortized), not
+// the whole retained log. A store that copied the kept tail on every write
+// allocated about Retain events a write: at the default 10,000, a table
+// that had played for an hour cost megabytes per action. Here Retain is
+// 2,000 and a write may allocate at most what 50 events take.
+func TestTableStoreWriteCostsNoMoreAtAFullLog(t *testing.T) {
+	clock := &buzzer.FixedClock{T: time.Date(2026, 2, 8, 23, 30, 0, 0, time.UTC)}
+	const retain = 2000
+	s := inmem.NewTableStore(clock, inmem.TableStoreConfig{Retain: retain})
+	l, err := s.Acquire(t.Context(), "t1", "a", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v, seq int64
+	write := func() {
+		seq++
+		ev := table.Event{Seq: seq, Table: "t1", Kind: table.EventRoundOpened}
+		if v, err = s.Write(t.Context(), table.Write{Lease: l, Version: v, State: []byte("s"), Events: []table.Event{ev}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 2 * retain { // the log is full and has been trimmed
+		write()
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	const writes = 4 * retain
+	for range writes {
+		write()
+	}
+	runtime.ReadMemStats(&after)
+	perWrite := float64(after.TotalAlloc-before.TotalAlloc) / writes
+	if limit := 50 * float64(unsafeSizeofEvent()); perWrite > limit {
+		t.Fatalf("a write at a full log allocated %.0f bytes on average, more than %.0f (50 events)", perWrite, limit)
+	}
+	// Trimming still keeps exactly the last Retain events.
+	got, err := s.Events(t.Context(), "t1", seq-retain, retain+1)
+	if err != nil || len(got) != retain || got[0].Seq != seq-retain+1 {
+		t.Fatalf("kept %d events from %v, %v; want the last %d", len(got), got[0].Seq, err, retain)
+	}
+	if _, err := s.Events(t.Context(), "t1", seq-retain-1, 1); buzzer.ErrorReason(err) != table.ReasonEventsTrimmed {
+		t.Fatalf("an event before the last Retain is still served: %v", err)
+	}
+}
+
+func unsafeSizeofEvent() uintptr { return unsafe.Sizeof(table.Event{}) }
