@@ -312,6 +312,9 @@ func (f *Feed) Publish(id string, events []table.Event) {
 			r.history = append(r.history[:0], r.history[len(r.history)-f.cfg.History:]...)
 		}
 		r.seq = e.Seq
+		if len(r.subs) == 0 {
+			continue // nobody to encode it for
+		}
 		data := eventMessage(&e)
 		for sb := range r.subs {
 			f.offerLocked(sb, e.Seq, data)
