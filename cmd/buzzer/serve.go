@@ -334,6 +334,16 @@ func buildRegulated(ctx context.Context, p *node, gate httpapi.GeoGate, prices w
 			Help: "Pages in the SQLite store's WAL at the last background checkpoint.",
 		}, func() float64 { _, _, w := lite.CheckpointStats(); return float64(w) }))
 	}
+	if ta := s.tableAudit; ta != nil {
+		p.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "buzzer_table_audit_checkpoint_failures_total",
+			Help: "Background WAL checkpoints of the table-audit SQLite database that failed.",
+		}, func() float64 { _, f, _ := ta.CheckpointStats(); return float64(f) }))
+		p.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "buzzer_table_audit_wal_pages",
+			Help: "Pages in the table-audit SQLite database's WAL at the last background checkpoint.",
+		}, func() float64 { _, _, w := ta.CheckpointStats(); return float64(w) }))
+	}
 
 	if p.rng, err = openRNG(ctx, p.cfg, p.store, p.log, p.reg); err != nil {
 		return err

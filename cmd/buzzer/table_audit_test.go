@@ -161,9 +161,12 @@ func TestServeNodeAuditsItsTables(t *testing.T) {
 		t.Fatalf("captured %v table events, the table is at %d", got, seq)
 	}
 	// The events went to the table-audit database beside the store, not
-	// through the store's own writer.
+	// through the store's own writer; its checkpoints are watched.
 	if got := n.store.tableAudit.Path; got != filepath.Join(cfg.DataDir, "buzzer-table-audit.db") {
 		t.Fatalf("table-audit database at %s", got)
+	}
+	if got := testutilGauge(t, n.reg, "buzzer_table_audit_checkpoint_failures_total"); got != 0 {
+		t.Fatalf("%v checkpoints of the table-audit database failed", got)
 	}
 	err := n.store.lite.InTx(context.Background(), func(tx *sql.Tx) error {
 		inStore, err := sqlite.NewOutbox(tx).LastSeq(context.Background(), n.cfg.Jurisdiction, audit.ComponentTable, "bj-1")
