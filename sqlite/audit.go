@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"strings"
 
 	"github.com/buzzer-bet/buzzer"
 	"github.com/buzzer-bet/buzzer/audit"
@@ -373,21 +374,24 @@ func (s *AuditState) AuditBacklog(ctx context.Context) (audit.Backlog, error) {
 	return NewAuditOutbox(s.db).Backlog(ctx)
 }
 
-// AdoptStreamCursors moves the numbering of component c's audit streams to
-// db from src, the outbox that captured them until now: every stream key of
-// c whose sequence counter src holds higher than db (or db lacks) gets
-// src's, so db's next record of that key follows src's last one and the
-// stream stays dense. Records already in src's outbox stay there for src's
-// relay. It is safe to run on every start (db's own counters only move
-// up), and reports how many counters it moved.
-func (db *DB) AdoptStreamCursors(ctx context.Context, src *DB, c audit.Component) (int, error) {
-	if !c.Valid() {
-		return 0, buzzer.Errorf(buzzer.EINVALID, "unknown audit component %q", c)
+// AdoptStreamCursors moves the numbering of jurisdiction's audit streams of
+// component c to db from src, the outbox that captured them until now:
+// every such stream key whose sequence counter src holds higher than db
+// (or db lacks) gets src's, so db's next record of that key follows src's
+// last one and the stream stays dense. Records already in src's outbox stay
+// there for src's relay. It is safe to run on every start (db's own
+// counters only move up) and reads only that range of src's counter key,
+// however many other streams src numbers; it reports how many counters it
+// moved.
+func (db *DB) AdoptStreamCursors(ctx context.Context, src *DB, jurisdiction string, c audit.Component) (int, error) {
+	if !c.Valid() || jurisdiction == "" || strings.Contains(jurisdiction, "/") {
+		return 0, buzzer.Errorf(buzzer.EINVALID, "cannot adopt the streams of jurisdiction %q, component %q", jurisdiction, c)
 	}
-	// Stream keys are jurisdiction/component/key, and a jurisdiction has
-	// no '/' (audit.Record.Validate), so the component is the second part.
+	// Stream keys are jurisdiction/component/key: the component's keys are
+	// the range [prefix, prefix with its closing '/' raised to '0').
+	prefix := jurisdiction + "/" + string(c) + "/"
 	rows, err := src.SQL.QueryContext(ctx, `SELECT stream_key, seq FROM audit_sequences
-		WHERE substr(stream_key, instr(stream_key, '/') + 1, $1) = $2`, len(c)+1, string(c)+"/")
+		WHERE stream_key >= $1 AND stream_key < $2`, prefix, prefix[:len(prefix)-1]+"0")
 	if err != nil {
 		return 0, outboxErr(err)
 	}

@@ -108,8 +108,11 @@ func TestAdoptStreamCursors(t *testing.T) {
 	main, tables := enginetest.SQLite(t), outboxDB(t)
 	writeRecords(t, main, rec(audit.ComponentTable, "T1"), rec(audit.ComponentTable, "T1"), rec(audit.ComponentTable, "T1"),
 		rec(audit.ComponentTable, "T2"), rec(audit.ComponentWallet, "T1"), rec(audit.ComponentWallet, "p-1"))
+	pa := rec(audit.ComponentTable, "T1")
+	pa.Jurisdiction = "PA"
+	writeRecords(t, main, pa)
 
-	moved, err := tables.AdoptStreamCursors(ctx, main, audit.ComponentTable)
+	moved, err := tables.AdoptStreamCursors(ctx, main, "NJ", audit.ComponentTable)
 	if err != nil || moved != 2 {
 		t.Fatalf("moved %d, %v; want 2 (T1, T2)", moved, err)
 	}
@@ -119,6 +122,10 @@ func TestAdoptStreamCursors(t *testing.T) {
 	if got := lastSeq(t, tables, audit.ComponentWallet, "T1"); got != 0 {
 		t.Fatalf("a wallet stream moved too (at %d)", got)
 	}
+	var paMoved int
+	if err := tables.SQL.QueryRow(`SELECT count(*) FROM audit_sequences WHERE stream_key = 'PA/table/T1'`).Scan(&paMoved); err != nil || paMoved != 0 {
+		t.Fatalf("another jurisdiction's table stream moved (%d, %v)", paMoved, err)
+	}
 	// The next table record is T1#4 in the new outbox.
 	writeRecords(t, tables, rec(audit.ComponentTable, "T1"))
 	pending, err := sqlite.NewAuditOutbox(tables).Pending(ctx, 10)
@@ -126,17 +133,20 @@ func TestAdoptStreamCursors(t *testing.T) {
 		t.Fatalf("new outbox holds %+v, %v; want NJ/table/T1#4", pending, err)
 	}
 	old, err := sqlite.NewAuditOutbox(main).Pending(ctx, 10)
-	if err != nil || len(old) != 6 {
-		t.Fatalf("old outbox holds %d records, %v; want its 6 still to relay", len(old), err)
+	if err != nil || len(old) != 7 {
+		t.Fatalf("old outbox holds %d records, %v; want its 7 still to relay", len(old), err)
 	}
 	// Again (the next start): the new outbox is ahead, nothing moves back.
-	if moved, err := tables.AdoptStreamCursors(ctx, main, audit.ComponentTable); err != nil || moved != 0 {
+	if moved, err := tables.AdoptStreamCursors(ctx, main, "NJ", audit.ComponentTable); err != nil || moved != 0 {
 		t.Fatalf("second adoption moved %d, %v", moved, err)
 	}
 	if got := lastSeq(t, tables, audit.ComponentTable, "T1"); got != 4 {
 		t.Fatalf("T1 at %d after the second adoption, want 4", got)
 	}
-	if _, err := tables.AdoptStreamCursors(ctx, main, audit.Component("nope")); buzzer.ErrorCode(err) != buzzer.EINVALID {
+	if _, err := tables.AdoptStreamCursors(ctx, main, "NJ", audit.Component("nope")); buzzer.ErrorCode(err) != buzzer.EINVALID {
 		t.Fatalf("unknown component: %v", err)
+	}
+	if _, err := tables.AdoptStreamCursors(ctx, main, "N/J", audit.ComponentTable); buzzer.ErrorCode(err) != buzzer.EINVALID {
+		t.Fatalf("a jurisdiction with a slash: %v", err)
 	}
 }

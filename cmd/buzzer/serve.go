@@ -136,6 +136,19 @@ func (s *store) close() {
 	}
 }
 
+// registerCheckpointMetrics registers prefix_checkpoint_failures_total and
+// prefix_wal_pages for the background checkpoints of db (what names it).
+func registerCheckpointMetrics(reg prometheus.Registerer, prefix, what string, db *sqlite.DB) {
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: prefix + "_checkpoint_failures_total",
+		Help: "Background WAL checkpoints of " + what + " that failed (the WAL grows while they do).",
+	}, func() float64 { _, f, _ := db.CheckpointStats(); return float64(f) }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: prefix + "_wal_pages",
+		Help: "Pages in the WAL of " + what + " at the last background checkpoint.",
+	}, func() float64 { _, _, w := db.CheckpointStats(); return float64(w) }))
+}
+
 // tableAuditPath is the table-audit database beside the SQLite store at
 // path: buzzer.db → buzzer-table-audit.db.
 func tableAuditPath(path string) string {
@@ -144,7 +157,8 @@ func tableAuditPath(path string) string {
 }
 
 // openTableAudit opens, beside a SQLite store, the database that holds the
-// table capture's outbox (cfg is the store's configuration). SQLite admits
+// table capture's outbox (cfg is the store's configuration, jurisdiction
+// its). SQLite admits
 // one writer per database file: in the store's own file every pass of the
 // table capture, and the relay's marking and releasing of the table events
 // it captured, held the writer that every wallet group commit waits for,
@@ -156,7 +170,7 @@ func tableAuditPath(path string) string {
 // outbox captured until then (sqlite.DB.AdoptStreamCursors); the records it
 // still holds are relayed from there as before. PostgreSQL, with no single
 // writer, keeps the table capture in its one outbox.
-func (s *store) openTableAudit(ctx context.Context, cfg sqlite.Config) error {
+func (s *store) openTableAudit(ctx context.Context, cfg sqlite.Config, jurisdiction string) error {
 	if s.lite == nil {
 		return nil
 	}
@@ -169,7 +183,7 @@ func (s *store) openTableAudit(ctx context.Context, cfg sqlite.Config) error {
 		db.Close()
 		return err
 	}
-	if _, err := db.AdoptStreamCursors(ctx, s.lite, audit.ComponentTable); err != nil {
+	if _, err := db.AdoptStreamCursors(ctx, s.lite, jurisdiction, audit.ComponentTable); err != nil {
 		db.Close()
 		return err
 	}
@@ -315,7 +329,7 @@ func buildRegulated(ctx context.Context, p *node, gate httpapi.GeoGate, prices w
 	if err := p.store.migrate(ctx); err != nil {
 		return err
 	}
-	if err := p.store.openTableAudit(ctx, p.cfg.SQLite); err != nil {
+	if err := p.store.openTableAudit(ctx, p.cfg.SQLite, p.cfg.Jurisdiction); err != nil {
 		return err
 	}
 	p.store.observe(p.reg)
@@ -324,25 +338,11 @@ func buildRegulated(ctx context.Context, p *node, gate httpapi.GeoGate, prices w
 		Name: "buzzer_store_tx_retries_total",
 		Help: "Transaction attempts retried after a serialization failure or busy store.",
 	}, func() float64 { return float64(s.retries()) }))
-	if lite := s.lite; lite != nil {
-		p.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "buzzer_store_checkpoint_failures_total",
-			Help: "Background WAL checkpoints of the SQLite store that failed (the WAL grows while they do).",
-		}, func() float64 { _, f, _ := lite.CheckpointStats(); return float64(f) }))
-		p.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "buzzer_store_wal_pages",
-			Help: "Pages in the SQLite store's WAL at the last background checkpoint.",
-		}, func() float64 { _, _, w := lite.CheckpointStats(); return float64(w) }))
+	if s.lite != nil {
+		registerCheckpointMetrics(p.reg, "buzzer_store", "the SQLite store", s.lite)
 	}
-	if ta := s.tableAudit; ta != nil {
-		p.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "buzzer_table_audit_checkpoint_failures_total",
-			Help: "Background WAL checkpoints of the table-audit SQLite database that failed.",
-		}, func() float64 { _, f, _ := ta.CheckpointStats(); return float64(f) }))
-		p.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "buzzer_table_audit_wal_pages",
-			Help: "Pages in the table-audit SQLite database's WAL at the last background checkpoint.",
-		}, func() float64 { _, _, w := ta.CheckpointStats(); return float64(w) }))
+	if s.tableAudit != nil {
+		registerCheckpointMetrics(p.reg, "buzzer_table_audit", "the table-audit SQLite database", s.tableAudit)
 	}
 
 	if p.rng, err = openRNG(ctx, p.cfg, p.store, p.log, p.reg); err != nil {
