@@ -167,8 +167,15 @@ func (db *DB) Close() error {
 
 // writerCacheKiB is the writer connection's page cache: it holds the pages
 // of the busy indexes and of the largest group commit, so a commit neither
-// reads them back from the file nor spills them early.
-const writerCacheKiB = 64 << 10
+// reads them back from the file nor spills them early. It is not larger
+// because the cache costs at every commit in proportion to its size: when a
+// b-tree balance swaps two pages' numbers, SQLite parks one under the
+// locking page's number (page 262,145 at 4 KiB pages), far past the end of
+// the database, and the commit then drops every cached page past the end by
+// scanning the whole page hash. Balances do that in most group commits; at
+// 64 MiB the scan was 4-5 % of serve's CPU under the tables bench, inside
+// the writer lock (docs/benchmarks.md, session 9).
+const writerCacheKiB = 16 << 10
 
 // writerConn returns the writer connection, opening it if needed. The
 // caller holds writer.

@@ -133,8 +133,8 @@ func TestWritesKeepOneWarmConnection(t *testing.T) {
 		if err := tx.QueryRow("PRAGMA cache_size").Scan(&cache); err != nil {
 			return err
 		}
-		if cache != -64<<10 {
-			return fmt.Errorf("writer cache_size = %d, want %d", cache, -64<<10)
+		if cache != -sqlite.WriterCacheKiB {
+			return fmt.Errorf("writer cache_size = %d, want %d", cache, -sqlite.WriterCacheKiB)
 		}
 		if marked {
 			var n int

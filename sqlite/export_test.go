@@ -35,3 +35,6 @@ func MigrateBefore(ctx context.Context, db *DB, first map[string]int) error {
 		return !ok || m.Version < v
 	})
 }
+
+// WriterCacheKiB is writerCacheKiB for the external tests.
+const WriterCacheKiB = writerCacheKiB
