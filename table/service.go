@@ -729,13 +729,17 @@ func (st *state) betStillOpen(req Request) bool {
 	return ss != nil && ss.Bet == 0 && !st.betPending(req.Seat)
 }
 
+// cloneShoe copies a shoe for a state clone. A shoe's cards and extra
+// references are never changed in place, only extended (ensureCards), so
+// the copy shares them, capped, so that extending either copy reallocates:
+// a clone per action no longer copies the shoe's 300-odd cards.
 func cloneShoe(sh *Shoe) *Shoe {
 	if sh == nil {
 		return nil
 	}
 	c := *sh
-	c.Cards = slices.Clone(sh.Cards)
-	c.Extra = slices.Clone(sh.Extra)
+	c.Cards = sh.Cards[:len(sh.Cards):len(sh.Cards)]
+	c.Extra = sh.Extra[:len(sh.Extra):len(sh.Extra)]
 	return &c
 }
 
