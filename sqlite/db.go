@@ -172,9 +172,9 @@ func (db *DB) Close() error {
 // b-tree balance swaps two pages' numbers, SQLite parks one under the
 // locking page's number (page 262,145 at 4 KiB pages), far past the end of
 // the database, and the commit then drops every cached page past the end by
-// scanning the whole page hash. Balances do that in most group commits; at
-// 64 MiB the scan was 4-5 % of serve's CPU under the tables bench, inside
-// the writer lock (docs/benchmarks.md, session 9).
+// scanning the whole page hash. Group commits balance often; at 64 MiB the
+// scan was 3.5-4.8 % of serve's CPU under the tables bench, inside the
+// writer lock (docs/benchmarks.md, session 9).
 const writerCacheKiB = 16 << 10
 
 // writerConn returns the writer connection, opening it if needed. The

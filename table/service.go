@@ -731,8 +731,9 @@ func (st *state) betStillOpen(req Request) bool {
 
 // cloneShoe copies a shoe for a state clone. A shoe's cards and extra
 // references are never changed in place, only extended (ensureCards), so
-// the copy shares them, capped, so that extending either copy reallocates:
-// a clone per action no longer copies the shoe's 300-odd cards.
+// the copy shares them, capped so that extending the copy reallocates and
+// extending the original writes past what the copy sees: a clone per
+// action no longer copies the shoe's 300-odd cards.
 func cloneShoe(sh *Shoe) *Shoe {
 	if sh == nil {
 		return nil
