@@ -120,7 +120,7 @@ func (t auditedWalletTx) ApplyTransaction(ctx context.Context, txn *wallet.Trans
 // ApplyTransaction and InsertBet do one at a time (the same records through
 // the same counters, pipelined with the writes: see applyBatch).
 func (t auditedWalletTx) ApplyBatch(ctx context.Context, txns []*wallet.Transaction, bets []*wallet.Bet, keys []*wallet.KeyRecord) error {
-	return t.walletTx.applyBatch(ctx, txns, bets, keys, true)
+	return t.walletTx.applyBatch(ctx, txns, bets, keys, true, false)
 }
 
 func (t auditedWalletTx) InsertBet(ctx context.Context, b *wallet.Bet) error {

@@ -123,7 +123,7 @@ func (t walletTx) ApplyGroup(ctx context.Context, _ *wallet.GroupRead, txns []*w
 	if len(keys) == 0 {
 		return nil
 	}
-	return t.applyBatch(ctx, txns, bets, keys, false)
+	return t.applyBatch(ctx, txns, bets, keys, false, true)
 }
 
 // groupExtra is one more statement for readGroup's pipeline: queue adds it
@@ -333,14 +333,16 @@ func (t walletTx) LockBalances(ctx context.Context, keys []wallet.AccountKey) (m
 }
 
 func (t walletTx) ApplyBatch(ctx context.Context, txns []*wallet.Transaction, bets []*wallet.Bet, keys []*wallet.KeyRecord) error {
-	return t.applyBatch(ctx, txns, bets, keys, false)
+	return t.applyBatch(ctx, txns, bets, keys, false, false)
 }
 
 // applyBatch is ApplyBatch; with capture it also writes the audit records
 // of the transactions and bets, as the audited store's one-at-a-time
 // methods do: their sequence counters are taken in the same round trip as
-// the writes, and the records are inserted in one more.
-func (t walletTx) applyBatch(ctx context.Context, txns []*wallet.Transaction, bets []*wallet.Bet, keys []*wallet.KeyRecord, capture bool) error {
+// the writes, and the records are inserted in one more. final says the
+// writes are the transaction's last statements (ApplyGroup's): without
+// capture they go with its COMMIT (sendFinal).
+func (t walletTx) applyBatch(ctx context.Context, txns []*wallet.Transaction, bets []*wallet.Bet, keys []*wallet.KeyRecord, capture, final bool) error {
 	var cap *auditBatch
 	if capture {
 		var err error
@@ -353,10 +355,15 @@ func (t walletTx) applyBatch(ctx context.Context, txns []*wallet.Transaction, be
 		return err
 	}
 	writes := b.Len()
+	var br pgx.BatchResults
 	if cap != nil {
 		cap.queueSequences(b)
+		br = t.tx.SendBatch(ctx, b)
+	} else if final {
+		br = sendFinal(ctx, t.tx, b)
+	} else {
+		br = t.tx.SendBatch(ctx, b)
 	}
-	br := t.tx.SendBatch(ctx, b)
 	defer br.Close()
 	if err := execWrites(br, writes, len(keys)); err != nil {
 		return err
@@ -787,7 +794,11 @@ func (t auditedWalletTx) ApplyGroup(ctx context.Context, g *wallet.GroupRead, tx
 	if b.Len() == 0 {
 		return nil
 	}
-	br := t.tx.SendBatch(ctx, b)
+	// The last statements of the group's transaction: its COMMIT goes with
+	// them. Every count checked below is fixed before the batch runs (the
+	// inserts' and upserts' by their SQL, the dropped counters' because this
+	// transaction inserted and holds those rows), so the checks assert.
+	br := sendFinal(ctx, t.tx, b)
 	defer br.Close()
 	if err := execWrites(br, writes, len(keys)); err != nil {
 		return err
@@ -856,6 +867,9 @@ type lazyTx struct {
 	opts   pgx.TxOptions
 	tx     pgx.Tx // the transaction, once begun
 	closed bool
+	// ended: the transaction's COMMIT went with its last batch (sendFinal),
+	// which has been read to the end.
+	ended bool
 }
 
 var _ pgx.Tx = (*lazyTx)(nil)
@@ -954,6 +968,9 @@ func (t *lazyTx) LargeObjects() pgx.LargeObjects {
 func (t *lazyTx) Conn() *pgx.Conn { return t.conn }
 
 func (t *lazyTx) Commit(ctx context.Context) error {
+	if t.ended {
+		return nil
+	}
 	if t.tx == nil {
 		if t.closed {
 			return pgx.ErrTxClosed
@@ -965,6 +982,9 @@ func (t *lazyTx) Commit(ctx context.Context) error {
 }
 
 func (t *lazyTx) Rollback(ctx context.Context) error {
+	if t.ended {
+		return pgx.ErrTxClosed
+	}
 	if t.tx == nil {
 		if t.closed {
 			return pgx.ErrTxClosed
@@ -973,6 +993,74 @@ func (t *lazyTx) Rollback(ctx context.Context) error {
 		return nil
 	}
 	return t.tx.Rollback(ctx)
+}
+
+// sendFinal sends b, the last statements of tx, with the transaction's
+// COMMIT queued after them, so that the writes and the commit share one
+// round trip instead of the commit waiting for the writes' answer and then
+// for a round trip of its own (a group commit's lane is idle meanwhile).
+// The caller reads b's results as usual, then Close reads the COMMIT's.
+// If a statement fails, PostgreSQL skips the rest of the pipeline, COMMIT
+// included, and finishTx rolls back as always; a failed COMMIT (a
+// serialization failure found at commit) is the error Close returns, as
+// finishTx's Commit would have. Once Close succeeded the transaction is
+// committed and finishTx's Commit does nothing: a caller must not write
+// after it. A transaction that is not a lazyTx gets b alone.
+//
+// The caller's checks of its results (row counts) run after the commit:
+// sendFinal is for statements whose counts their SQL fixes (inserts, and
+// upserts without a WHERE), where such a check asserts rather than decides.
+func sendFinal(ctx context.Context, tx pgx.Tx, b *pgx.Batch) pgx.BatchResults {
+	lt, ok := tx.(*lazyTx)
+	if !ok {
+		return tx.SendBatch(ctx, b)
+	}
+	n := b.Len()
+	b.Queue("commit")
+	return &finalBatch{br: lt.SendBatch(ctx, b), t: lt, left: n}
+}
+
+// finalBatch is sendFinal's results: the caller's statements', then the
+// COMMIT's, which Close reads.
+type finalBatch struct {
+	br     pgx.BatchResults
+	t      *lazyTx
+	left   int // results of the caller's statements not read yet
+	closed bool
+	err    error
+}
+
+func (f *finalBatch) Exec() (pgconn.CommandTag, error) { f.left--; return f.br.Exec() }
+func (f *finalBatch) Query() (pgx.Rows, error)         { f.left--; return f.br.Query() }
+func (f *finalBatch) QueryRow() pgx.Row                { f.left--; return f.br.QueryRow() }
+func (f *finalBatch) Tx() pgx.Tx                       { return f.br.Tx() }
+
+// Close reads what the caller left unread, then the COMMIT's result.
+func (f *finalBatch) Close() error {
+	if f.closed {
+		return f.err
+	}
+	f.closed = true
+	var err error
+	for ; f.left > 0 && err == nil; f.left-- {
+		_, err = f.br.Exec()
+	}
+	if err == nil {
+		var tag pgconn.CommandTag
+		if tag, err = f.br.Exec(); err == nil && tag.String() != "COMMIT" {
+			err = pgx.ErrTxCommitRollback
+		}
+		if err != nil {
+			// The commit's own failure: what finishTx makes of one.
+			err = translateConnErr(err)
+		}
+	}
+	if cerr := f.br.Close(); err == nil {
+		err = cerr
+	}
+	f.t.ended = err == nil
+	f.err = err
+	return err
 }
 
 // errBatch is the results of a batch that failed as a whole.

@@ -259,7 +259,10 @@ func (s *Service) commitBatch(lane int, take func() []*job) {
 // without it gets the single calls one after another.
 type GroupTx interface {
 	ReadGroup(ctx context.Context, g *GroupRead) error
-	// ApplyGroup is called once after ReadGroup, even with nothing to write.
+	// ApplyGroup is called once after ReadGroup, even with nothing to
+	// write, and is the transaction's last step: a store may send the
+	// transaction's commit with it (PostgreSQL does, saving a round trip),
+	// so nothing is written through the Tx after it.
 	ApplyGroup(ctx context.Context, g *GroupRead, txns []*Transaction, bets []*Bet, keys []*KeyRecord) error
 }
 
