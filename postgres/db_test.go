@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 
@@ -145,7 +146,7 @@ func TestFinalBatchCommitsOrRollsBackWhole(t *testing.T) {
 	if got, err = pgx.CollectRows(rows, pgx.RowTo[int]); err != nil {
 		t.Fatal(err)
 	}
-	if want := []int{1, 2, 101}; len(got) != len(want) || got[0] != 1 || got[1] != 2 || got[2] != 101 {
+	if want := []int{1, 2, 101}; !slices.Equal(got, want) {
 		t.Fatalf("rows %v, want %v", got, want)
 	}
 }
