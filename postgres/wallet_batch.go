@@ -355,11 +355,11 @@ func (t walletTx) applyBatch(ctx context.Context, txns []*wallet.Transaction, be
 		return err
 	}
 	writes := b.Len()
-	var br pgx.BatchResults
 	if cap != nil {
 		cap.queueSequences(b)
-		br = t.tx.SendBatch(ctx, b)
-	} else if final {
+	}
+	var br pgx.BatchResults
+	if final && cap == nil { // with capture, the records' insert follows
 		br = sendFinal(ctx, t.tx, b)
 	} else {
 		br = t.tx.SendBatch(ctx, b)
